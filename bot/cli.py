@@ -1,0 +1,45 @@
+"""The `dispatchbot` command line: one Typer app; each command group lives in bot/commands."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from pydantic import ValidationError
+
+from bot.commands import config, db
+from bot.commands.common import fail
+from store.settings import Settings
+
+app = typer.Typer(
+    name="dispatchbot",
+    help="dispatchbot: answers dispatch and service-ticket questions in Slack from current policy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.command("config")(config.show_config)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    """Read settings from the environment (and .env) once for the whole run."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']).upper()}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        fail(f"invalid settings: {problems}. Fix the environment variable or .env entry.")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        # Alembic narrates every connection at INFO; the commands print their own outcome.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = settings

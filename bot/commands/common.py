@@ -1,0 +1,27 @@
+"""What every command needs: the settings for this run and a way to fail clearly."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from store.settings import Settings
+
+stderr = Console(stderr=True)
+
+EXIT_USAGE = 2  # bad input or configuration: the message says what to change
+EXIT_UNAVAILABLE = 3  # a service we depend on is down or not set up yet
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings), "the root callback stores Settings in ctx.obj"
+    return settings
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an actionable error without a traceback and exit."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""Foundations under retrieval/, serving/ and bot/: typed settings and the conversation store."""

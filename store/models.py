@@ -1,0 +1,250 @@
+"""The conversation store's tables (names and columns are an interface: see DESIGN.md).
+
+Every schema change here needs an Alembic migration in `migrations/versions`; a test
+compares these models with the migrated database and fails on any drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.types import UTCDateTime, utcnow
+
+# Named constraints let migrations drop and alter them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SLACK_ID = 64  # team, channel and user ids and message timestamps all fit comfortably
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    ESCALATED = "escalated"
+
+
+class MessageRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    HUMAN = "human"
+
+
+class EscalationStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class ModelVersionStatus(StrEnum):
+    CANDIDATE = "candidate"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+def _enum_column(enum: type[StrEnum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable, and readable in psql.
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Conversation(Base):
+    """One Slack thread (or DM thread) and whether the bot or a person owns it."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(SLACK_ID))
+    channel_id: Mapped[str] = mapped_column(String(SLACK_ID))
+    thread_ts: Mapped[str] = mapped_column(String(SLACK_ID))
+    user_id: Mapped[str] = mapped_column(String(SLACK_ID))
+    state: Mapped[ConversationState] = mapped_column(
+        _enum_column(ConversationState, "state"), default=ConversationState.BOT
+    )
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.id", passive_deletes=True
+    )
+    escalations: Mapped[list[Escalation]] = relationship(
+        back_populates="conversation", order_by="Escalation.id", passive_deletes=True
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation_created", "conversation_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    role: Mapped[MessageRole] = mapped_column(_enum_column(MessageRole, "role"))
+    text: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    slack_ts: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    answer: Mapped[Answer | None] = relationship(back_populates="message", passive_deletes=True)
+
+
+class ModelVersion(Base):
+    """A base model or LoRA adapter that has answered, or may answer, questions."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    base_model: Mapped[str] = mapped_column(String(256))
+    adapter_path: Mapped[str | None] = mapped_column(String(1024))
+    dataset_hash: Mapped[str | None] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[ModelVersionStatus] = mapped_column(
+        _enum_column(ModelVersionStatus, "status"), default=ModelVersionStatus.CANDIDATE
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Answer(Base):
+    """What the model said for one assistant message, and everything needed to retrain on it."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", "confidence"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    prompt: Mapped[str] = mapped_column(Text)  # exactly as sent to the model
+    model: Mapped[str] = mapped_column(String(256))
+    adapter: Mapped[str | None] = mapped_column(String(128), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1024))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), index=True
+    )
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    needs_human: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    message: Mapped[Message] = relationship(back_populates="answer")
+    model_version: Mapped[ModelVersion | None] = relationship()
+    citations: Mapped[list[Citation]] = relationship(
+        back_populates="answer", order_by="Citation.rank", passive_deletes=True
+    )
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="answer", order_by="Feedback.id", passive_deletes=True
+    )
+
+
+class Citation(Base):
+    """A policy chunk the answer relied on, pinned to the document version it came from."""
+
+    __tablename__ = "citations"
+    __table_args__ = (UniqueConstraint("answer_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
+    doc_id: Mapped[str] = mapped_column(String(256), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    chunk_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str | None] = mapped_column(String(512))
+    section: Mapped[str | None] = mapped_column(String(1024))
+    score: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(SmallInteger)
+
+    answer: Mapped[Answer] = relationship(back_populates="citations")
+
+
+class Feedback(Base):
+    """One vote per user per answer; changing the vote updates the row."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("answer_id", "user_id"),
+        CheckConstraint("value IN (1, -1)", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(SLACK_ID))
+    value: Mapped[int] = mapped_column(SmallInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    answer: Mapped[Answer] = relationship(back_populates="feedback")
+
+
+class Escalation(Base):
+    """A question handed to people; each state change keeps its own timestamp."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    trigger: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    status: Mapped[EscalationStatus] = mapped_column(
+        _enum_column(EscalationStatus, "status"), default=EscalationStatus.OPEN
+    )
+    assignee: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column()
+
+    conversation: Mapped[Conversation] = relationship(back_populates="escalations")
+
+
+class SlackEvent(Base):
+    """Event ids already handled, so Slack's retries never produce a second answer."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

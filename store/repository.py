@@ -1,0 +1,227 @@
+"""The store's small API: the only way the rest of the app writes conversation data.
+
+Functions take the caller's session so several writes can share one transaction
+(`with database.transaction() as session: ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from store.models import (
+    Answer,
+    Citation,
+    Conversation,
+    ConversationState,
+    Feedback,
+    Message,
+    MessageRole,
+    SlackEvent,
+)
+from store.types import utcnow
+
+
+@dataclass(frozen=True)
+class CitationRecord:
+    """A source the answer relied on, as retrieval reported it."""
+
+    doc_id: str
+    version: str
+    chunk_id: str
+    score: float
+    title: str | None = None
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """Everything about one generated answer that the learning loop and audits need."""
+
+    text: str
+    prompt: str
+    model: str
+    endpoint: str
+    latency_ms: int
+    adapter: str | None = None
+    model_version_id: int | None = None
+    ttft_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    confidence: float | None = None
+    needs_human: bool = False
+    slack_ts: str | None = None
+    citations: Sequence[CitationRecord] = field(default_factory=tuple)
+
+
+def claim_event(session: Session, event_id: str) -> bool:
+    """Record a Slack event id; False when it was seen before (a retry or a second replica)."""
+    return _insert_unless_exists(
+        session, SlackEvent.__table__, {"event_id": event_id, "received_at": utcnow()}
+    )
+
+
+def find_conversation(
+    session: Session, *, team_id: str, channel_id: str, thread_ts: str
+) -> Conversation | None:
+    return session.scalars(
+        select(Conversation).where(
+            Conversation.team_id == team_id,
+            Conversation.channel_id == channel_id,
+            Conversation.thread_ts == thread_ts,
+        )
+    ).one_or_none()
+
+
+def find_or_open_conversation(
+    session: Session, *, team_id: str, channel_id: str, thread_ts: str, user_id: str
+) -> Conversation:
+    """The conversation for a Slack thread, opened by `user_id` if it is new.
+
+    Insert-if-absent first, then read: two replicas racing on the same thread end up with
+    the same row instead of one of them failing on the unique constraint.
+    """
+    _insert_unless_exists(
+        session,
+        Conversation.__table__,
+        {
+            "team_id": team_id,
+            "channel_id": channel_id,
+            "thread_ts": thread_ts,
+            "user_id": user_id,
+            "state": ConversationState.BOT,
+            "started_at": utcnow(),
+        },
+    )
+    conversation = find_conversation(
+        session, team_id=team_id, channel_id=channel_id, thread_ts=thread_ts
+    )
+    assert conversation is not None  # just inserted, or already there
+    return conversation
+
+
+def record_message(
+    session: Session,
+    conversation: Conversation,
+    *,
+    role: MessageRole,
+    text: str,
+    user_id: str | None = None,
+    slack_ts: str | None = None,
+) -> Message:
+    message = Message(
+        conversation=conversation, role=role, text=text, user_id=user_id, slack_ts=slack_ts
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def record_user_message(
+    session: Session,
+    conversation: Conversation,
+    *,
+    text: str,
+    user_id: str,
+    slack_ts: str | None = None,
+) -> Message:
+    return record_message(
+        session, conversation, role=MessageRole.USER, text=text, user_id=user_id, slack_ts=slack_ts
+    )
+
+
+def record_answer(session: Session, conversation: Conversation, record: AnswerRecord) -> Answer:
+    """Store the assistant's message, the answer's provenance and its ranked citations."""
+    message = record_message(
+        session,
+        conversation,
+        role=MessageRole.ASSISTANT,
+        text=record.text,
+        slack_ts=record.slack_ts,
+    )
+    answer = Answer(
+        message=message,
+        prompt=record.prompt,
+        model=record.model,
+        adapter=record.adapter,
+        endpoint=record.endpoint,
+        model_version_id=record.model_version_id,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        confidence=record.confidence,
+        needs_human=record.needs_human,
+        citations=[
+            Citation(
+                doc_id=citation.doc_id,
+                version=citation.version,
+                chunk_id=citation.chunk_id,
+                title=citation.title,
+                section=citation.section,
+                score=citation.score,
+                rank=rank,
+            )
+            for rank, citation in enumerate(record.citations, start=1)
+        ],
+    )
+    session.add(answer)
+    session.flush()
+    return answer
+
+
+def record_feedback(
+    session: Session, *, answer_id: int, user_id: str, value: int, reason: str | None = None
+) -> Feedback:
+    """One vote per user per answer: a second vote replaces the first.
+
+    A vote without a reason keeps the reason given before (the 👎 modal stores the reason
+    after the button press that cast the vote).
+    """
+    if value not in (1, -1):
+        raise ValueError(f"feedback value must be +1 or -1, got {value!r}")
+    if session.get(Answer, answer_id) is None:
+        raise LookupError(f"answer {answer_id} does not exist")
+    _insert_unless_exists(
+        session,
+        Feedback.__table__,
+        {
+            "answer_id": answer_id,
+            "user_id": user_id,
+            "value": value,
+            "reason": reason,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        },
+    )
+    feedback = session.scalars(
+        select(Feedback)
+        .where(Feedback.answer_id == answer_id, Feedback.user_id == user_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    if feedback.value != value or (reason is not None and feedback.reason != reason):
+        feedback.value = value
+        if reason is not None:
+            feedback.reason = reason
+        feedback.updated_at = utcnow()
+        session.flush()
+    return feedback
+
+
+def _insert_unless_exists(session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on the table's unique keys; True if a row went in."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        raise NotImplementedError(f"the store supports PostgreSQL and SQLite, not {dialect}")
+    # RETURNING, because rowcount is not reliable for INSERT on every driver.
+    returning = statement.returning(*table.primary_key.columns)
+    return session.execute(returning).first() is not None
