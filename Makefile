@@ -21,7 +21,9 @@ migrate: install
 	$(BIN)/dispatchbot db upgrade
 
 demo: migrate
-	$(BIN)/dispatchbot db status
+	$(BIN)/dispatchbot ingest examples/policies
+	$(BIN)/dispatchbot search "who approves a 30k lb load" -k 2
+	$(BIN)/dispatchbot evaluate retrieval
 
 # The store tests run on PostgreSQL too; start the machine's server if it is installed but down.
 postgres:

@@ -7,7 +7,8 @@ import logging
 import typer
 from pydantic import ValidationError
 
-from bot.commands import config, db
+from bot.commands import config, db, documents, evaluate
+from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
 from store.settings import Settings
 
@@ -19,6 +20,10 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.command("config")(config.show_config)
+app.command("ingest")(retrieval_commands.ingest)
+app.command("search")(retrieval_commands.search)
+app.add_typer(documents.app, name="documents")
+app.add_typer(evaluate.app, name="evaluate")
 
 
 @app.callback()

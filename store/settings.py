@@ -52,6 +52,29 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or path; the default ships in a package.",
     )
 
+    embedding_batch_size: int = Field(
+        default=32, ge=1, description="Chunks encoded per batch during ingest."
+    )
+    chunk_max_tokens: int = Field(
+        default=256,
+        ge=32,
+        description=(
+            "Upper bound of a chunk in embedding-model tokens, heading path included; capped "
+            "at what the model reads (254 text tokens for all-MiniLM-L6-v2)."
+        ),
+    )
+    chunk_overlap_tokens: int = Field(
+        default=32,
+        ge=0,
+        description="Tokens repeated from the end of a chunk at the start of the next one.",
+    )
+    search_k: int = Field(default=5, ge=1, description="Results a search returns by default.")
+    search_prefetch_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Candidates each of dense and sparse search hands to RRF fusion (hybrid).",
+    )
+
     llm_base_url: str = Field(
         default="http://127.0.0.1:8100/v1", description="OpenAI-compatible endpoint (vLLM)."
     )

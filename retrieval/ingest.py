@@ -1,0 +1,272 @@
+"""Ingest files into the collection: load, decide new version or no-op, chunk, embed, write.
+
+Documents are keyed by doc_id. A document whose content hash matches its stored version
+is left alone; a changed one becomes a new version and the versions before it get an end
+date (see `versions`). A file that cannot be read is reported by name and skipped; the
+rest of the batch still goes in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+
+from retrieval.chunking import Chunk, ChunkingOptions, chunk_document
+from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR, ensure_collection
+from retrieval.documents import Document
+from retrieval.embedding import Embedder
+from retrieval.errors import UnreadableDocumentError
+from retrieval.loaders import load_document
+from retrieval.payload import ChunkPayload, point_id
+from retrieval.sparse import document_vector
+from retrieval.versions import (
+    StoredVersion,
+    local_today,
+    read_versions,
+    refresh_effective_windows,
+    version_filter,
+)
+
+log = logging.getLogger(__name__)
+
+_UPSERT_BATCH = 128
+
+# Called as (chunks embedded so far, chunks to embed) before the first batch and after each.
+EmbeddingProgress = Callable[[int, int], None]
+
+
+class FileStatus(StrEnum):
+    NEW = "new"  # the first version of a document
+    UPDATED = "updated"  # a new version of a document already stored
+    UNCHANGED = "unchanged"  # same content as the stored version: nothing written
+    REINDEXED = "reindexed"  # same content, new model or chunk settings: chunks rebuilt
+    SKIPPED = "skipped"  # unreadable, empty, bad metadata or a version conflict
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    status: FileStatus
+    doc_id: str | None = None
+    version: int | None = None
+    chunks: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    outcomes: tuple[FileOutcome, ...]
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)
+
+    @property
+    def chunks_written(self) -> int:
+        return sum(outcome.chunks for outcome in self.outcomes)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A document that will be written as `record.version`."""
+
+    path: Path
+    document: Document
+    status: FileStatus
+    record: StoredVersion
+
+
+def ingest_files(
+    files: Sequence[Path],
+    *,
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    chunking: ChunkingOptions,
+    batch_size: int = 32,
+    today: date | None = None,
+    on_progress: EmbeddingProgress | None = None,
+) -> IngestReport:
+    """Ingest `files` in order; `today` dates versions that declare no `effective_from`."""
+    today = today or local_today()
+    ensure_collection(client, collection, embedder.dimension, embedder.name)
+    # The model truncates longer inputs, so a chunk may never be longer than it reads.
+    chunking = dataclasses.replace(
+        chunking, max_tokens=min(chunking.max_tokens, embedder.max_tokens)
+    )
+    signature = index_signature(embedder.name, chunking)
+    registry = read_versions(client, collection)
+    outcomes: dict[Path, FileOutcome] = {}
+    plans: list[_Plan] = []
+    for path in files:
+        try:
+            document = load_document(path)
+        except UnreadableDocumentError as error:
+            log.debug("skipped %s: %s", path, error.reason)
+            outcomes[path] = FileOutcome(str(path), FileStatus.SKIPPED, reason=error.reason)
+            continue
+        stored = registry.setdefault(document.doc_id, [])
+        decision = _decide(path, document, stored, today, signature)
+        if isinstance(decision, _Plan):
+            # Later files in this batch with the same doc_id must see this version.
+            stored[:] = [v for v in stored if v.version != decision.record.version]
+            stored.append(decision.record)
+            plans.append(decision)
+        else:
+            outcomes[path] = decision
+
+    chunked = [
+        (plan, chunk_document(plan.document, chunking, embedder.count_tokens)) for plan in plans
+    ]
+    vectors = _embed(
+        [chunk.embedding_text() for _, chunks in chunked for chunk in chunks],
+        embedder,
+        batch_size,
+        on_progress,
+    )
+    ingested_at = datetime.now(UTC)
+    position = 0
+    for plan, chunks in chunked:
+        _write_version(
+            client,
+            collection,
+            plan,
+            chunks,
+            vectors[position : position + len(chunks)],
+            ingested_at,
+        )
+        position += len(chunks)
+        outcomes[plan.path] = FileOutcome(
+            str(plan.path), plan.status, plan.document.doc_id, plan.record.version, len(chunks)
+        )
+        log.debug(
+            "wrote %s version %d: %d chunks", plan.document.doc_id, plan.record.version, len(chunks)
+        )
+    for doc_id in dict.fromkeys(plan.document.doc_id for plan in plans):
+        refresh_effective_windows(client, collection, doc_id)
+    return IngestReport(tuple(outcomes[path] for path in files if path in outcomes))
+
+
+def index_signature(model: str, chunking: ChunkingOptions) -> str:
+    """What the stored chunks depend on besides the text: the model and the chunk settings."""
+    return f"{model}|{chunking.max_tokens}|{chunking.overlap_tokens}"
+
+
+def _decide(
+    path: Path, document: Document, stored: list[StoredVersion], today: date, signature: str
+) -> _Plan | FileOutcome:
+    """No-op, new version, rebuild or conflict, from the content hash and declared version."""
+    content_hash = document.content_hash()
+    declared = document.declared.version
+    if declared is not None:
+        match = next((v for v in stored if v.version == declared), None)
+        if match is not None and match.content_hash != content_hash:
+            return FileOutcome(
+                str(path),
+                FileStatus.SKIPPED,
+                document.doc_id,
+                declared,
+                reason=(
+                    f"version {declared} of {document.doc_id!r} is already stored with other "
+                    f"content (from {match.source}); raise `version` to publish the change"
+                ),
+            )
+    else:
+        latest = max(stored, key=lambda v: v.version, default=None)
+        match = latest if latest and latest.content_hash == content_hash else None
+    if match is not None:
+        if match.index_signature == signature:
+            return FileOutcome(str(path), FileStatus.UNCHANGED, document.doc_id, match.version)
+        # Same text, but chunked or embedded differently: rebuild this version's chunks in
+        # place. It is not a new version, so its dates stay as they are.
+        record = dataclasses.replace(match, source=document.source, index_signature=signature)
+        return _Plan(path=path, document=document, status=FileStatus.REINDEXED, record=record)
+    record = StoredVersion(
+        doc_id=document.doc_id,
+        version=declared or max((v.version for v in stored), default=0) + 1,
+        title=document.title,
+        source=document.source,
+        content_hash=content_hash,
+        index_signature=signature,
+        effective_from=document.declared.effective_from or today,
+        effective_to=document.declared.effective_to,
+        declared_effective_to=document.declared.effective_to,
+        audience=document.audience,
+        tags=document.declared.tags,
+        chunk_count=0,
+        ingested_at=datetime.now(UTC),
+    )
+    status = FileStatus.UPDATED if stored else FileStatus.NEW
+    return _Plan(path=path, document=document, status=status, record=record)
+
+
+def _embed(
+    texts: list[str], embedder: Embedder, batch_size: int, on_progress: EmbeddingProgress | None
+) -> list[list[float]]:
+    if not texts:
+        return []
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_progress:
+            on_progress(done, len(texts))
+
+    if on_progress:
+        on_progress(0, len(texts))
+    return embedder.encode_documents(texts, batch_size=batch_size, on_progress=advance)
+
+
+def _write_version(
+    client: QdrantClient,
+    collection: str,
+    plan: _Plan,
+    chunks: list[Chunk],
+    vectors: list[list[float]],
+    ingested_at: datetime,
+) -> None:
+    record = plan.record
+    points = [
+        models.PointStruct(
+            id=point_id(record.doc_id, record.version, chunk.index),
+            vector={
+                DENSE_VECTOR: vector,
+                SPARSE_VECTOR: document_vector(chunk.embedding_text()),
+            },
+            payload=ChunkPayload(
+                doc_id=record.doc_id,
+                version=record.version,
+                title=record.title,
+                headings=chunk.headings,
+                chunk_index=chunk.index,
+                chunk_count=len(chunks),
+                text=chunk.text,
+                source=record.source,
+                effective_from=record.effective_from,
+                effective_to=record.effective_to,
+                declared_effective_to=record.declared_effective_to,
+                audience=record.audience,
+                tags=record.tags,
+                content_hash=record.content_hash,
+                index_signature=record.index_signature,
+                ingested_at=ingested_at,
+            ).to_qdrant(),
+        )
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+    # The registry counts a version as stored once its chunk 0 exists, so chunk 0 is
+    # written last: a run that dies half-way leaves no version that looks complete, and
+    # the leftovers of such a run are cleared before the version is written again.
+    client.delete(
+        collection, points_selector=version_filter(record.doc_id, record.version), wait=True
+    )
+    points.reverse()
+    for start in range(0, len(points), _UPSERT_BATCH):
+        client.upsert(collection, points=points[start : start + _UPSERT_BATCH], wait=True)

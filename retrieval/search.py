@@ -1,0 +1,149 @@
+"""Search the policy chunks in force on a date: hybrid (dense + BM25 fused by RRF) by default.
+
+Hybrid is one `query_points` call: a dense and a sparse prefetch, each filtered to the
+versions in force, fused with reciprocal rank fusion. Dense-only and sparse-only modes are
+kept so the evaluation can compare them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR
+from retrieval.embedding import Embedder
+from retrieval.payload import ChunkPayload
+from retrieval.sparse import query_vector
+from retrieval.versions import in_force_filter, local_today
+
+log = logging.getLogger(__name__)
+
+
+class SearchMode(StrEnum):
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One chunk that answers a query, with what a citation needs."""
+
+    chunk_id: str
+    text: str
+    score: float
+    doc_id: str
+    title: str
+    section: str
+    version: int
+    effective_from: date
+    effective_to: date | None
+    audience: str
+    source: str
+    tags: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `--json` shape: dates as ISO strings, tags as a list."""
+        fields = asdict(self)
+        fields["effective_from"] = self.effective_from.isoformat()
+        fields["effective_to"] = self.effective_to.isoformat() if self.effective_to else None
+        fields["tags"] = list(self.tags)
+        return fields
+
+
+class PolicySearch:
+    """Searches one collection with one embedding model."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        embedder: Embedder,
+        prefetch_limit: int = 20,
+    ) -> None:
+        self._client = client
+        self._collection = collection
+        self._embedder = embedder
+        self._prefetch_limit = prefetch_limit
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        mode: SearchMode = SearchMode.HYBRID,
+        as_of: date | None = None,
+    ) -> list[SearchResult]:
+        """The `k` best chunks of the versions in force on `as_of` (default: today)."""
+        in_force = in_force_filter(as_of or local_today())
+        log.debug("search mode=%s k=%d as_of=%s", mode, k, as_of)
+        if mode is SearchMode.DENSE:
+            points = self._query(self._embedder.encode_query(query), DENSE_VECTOR, in_force, k)
+        elif mode is SearchMode.SPARSE:
+            sparse = query_vector(query)
+            # Only stop words: no keyword can match.
+            points = self._query(sparse, SPARSE_VECTOR, in_force, k) if sparse.indices else []
+        else:
+            points = self._hybrid(query, in_force, k)
+        return [_result(point) for point in points]
+
+    def _query(
+        self,
+        vector: list[float] | models.SparseVector,
+        using: str,
+        in_force: models.Filter,
+        k: int,
+    ) -> list[models.ScoredPoint]:
+        return self._client.query_points(
+            self._collection,
+            query=vector,
+            using=using,
+            query_filter=in_force,
+            limit=k,
+            with_payload=True,
+        ).points
+
+    def _hybrid(self, query: str, in_force: models.Filter, k: int) -> list[models.ScoredPoint]:
+        """Dense and sparse candidates fused by RRF, in one request."""
+        limit = max(self._prefetch_limit, k)
+        prefetches = [
+            models.Prefetch(
+                query=self._embedder.encode_query(query), using=DENSE_VECTOR, limit=limit
+            )
+        ]
+        sparse = query_vector(query)
+        if sparse.indices:  # a query of stop words only leaves the dense half
+            prefetches.append(models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=limit))
+        # Qdrant applies the query's filter inside each prefetch too, so both candidate
+        # lists come from versions in force before fusion.
+        return self._client.query_points(
+            self._collection,
+            prefetch=prefetches,
+            query=models.FusionQuery(fusion=models.Fusion.RRF),
+            query_filter=in_force,
+            limit=k,
+            with_payload=True,
+        ).points
+
+
+def _result(point: models.ScoredPoint) -> SearchResult:
+    payload = ChunkPayload.model_validate(point.payload or {})
+    return SearchResult(
+        chunk_id=str(point.id),
+        text=payload.text,
+        score=point.score,
+        doc_id=payload.doc_id,
+        title=payload.title,
+        section=payload.section,
+        version=payload.version,
+        effective_from=payload.effective_from,
+        effective_to=payload.effective_to,
+        audience=payload.audience,
+        source=payload.source,
+        tags=payload.tags,
+    )

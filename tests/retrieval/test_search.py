@@ -1,0 +1,176 @@
+"""Search in all three modes returns cited chunks; hybrid is one fused query_points call."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import QdrantClient, models
+from retrieval_support import COLLECTION, Ingest, WriteDoc
+
+from retrieval.chunking import ChunkingOptions
+from retrieval.embedding import Embedder
+from retrieval.ingest import ingest_files
+from retrieval.payload import point_id
+from retrieval.search import PolicySearch, SearchMode
+
+LOAD_APPROVAL = """---
+doc_id: load-approval
+title: Load Approval Thresholds
+version: 3
+effective_from: 2026-03-01
+audience: dispatch
+tags: [dispatch, loads]
+---
+# Load Approval Thresholds
+
+## Approval by weight
+
+Loads up to 26,000 lb are approved by the dispatcher. From 26,001 to 40,000 lb the shift
+lead on duty approves. Over 40,000 lb the operations manager approves.
+
+## Overweight permits
+
+A permit is needed when the loaded truck exceeds 80,000 lb gross vehicle weight.
+"""
+
+REEFER = """---
+doc_id: reefer-temperature
+title: Reefer Temperature Control
+version: 4
+effective_from: 2026-05-15
+audience: service
+---
+# Reefer Temperature Control
+
+## Setpoints by commodity
+
+Ice cream travels at minus 20 degrees Fahrenheit. Fresh produce travels at 34 degrees.
+
+## Out-of-range rules
+
+A reading outside the allowed deviation for 30 minutes is an excursion; call the reefer desk.
+"""
+
+HAZMAT = """# Hazardous Materials Handling
+
+## Placards
+
+Placards are required on all four sides of the trailer for 1,001 lb or more of hazmat.
+"""
+
+
+@pytest.fixture
+def corpus(ingest: Ingest, write_doc: WriteDoc) -> list[Path]:
+    paths = [
+        write_doc("load-approval.md", LOAD_APPROVAL),
+        write_doc("reefer.md", REEFER),
+        write_doc("hazmat.txt", HAZMAT),
+    ]
+    ingest(*paths, today=date(2026, 6, 1))
+    return paths
+
+
+@pytest.mark.usefixtures("corpus")
+@pytest.mark.parametrize("mode", list(SearchMode))
+@pytest.mark.parametrize(
+    ("query", "doc_id", "section"),
+    [
+        (
+            "who approves a 30,000 lb load",
+            "load-approval",
+            "Load Approval Thresholds > Approval by weight",
+        ),
+        (
+            "what temperature for ice cream",
+            "reefer-temperature",
+            "Reefer Temperature Control > Setpoints by commodity",
+        ),
+        ("when do we need placards", "hazmat", "Hazardous Materials Handling > Placards"),
+    ],
+)
+def test_each_mode_finds_the_answering_section(
+    policy_search: PolicySearch, mode: SearchMode, query: str, doc_id: str, section: str
+) -> None:
+    results = policy_search.search(query, k=3, mode=mode)
+
+    assert (results[0].doc_id, results[0].section) == (doc_id, section)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+
+
+def test_results_carry_what_a_citation_needs(
+    policy_search: PolicySearch, corpus: list[Path]
+) -> None:
+    (top,) = policy_search.search("ice cream setpoint", k=1)
+
+    assert top.doc_id == "reefer-temperature"
+    assert top.title == "Reefer Temperature Control"
+    assert top.section == "Reefer Temperature Control > Setpoints by commodity"
+    assert top.version == 4
+    assert top.effective_from == date(2026, 5, 15)
+    assert top.effective_to is None
+    assert top.audience == "service"
+    assert top.source == str(corpus[1])
+    assert top.chunk_id == point_id("reefer-temperature", 4, 0)
+    assert top.text.startswith("Ice cream travels at minus 20 degrees Fahrenheit.")
+    assert set(top.to_json()) >= {"doc_id", "title", "section", "version", "score", "text"}
+
+
+def test_as_of_before_a_document_started_leaves_it_out(
+    policy_search: PolicySearch, corpus: list[Path]
+) -> None:
+    # The reefer policy starts on 2026-05-15; on 2026-05-01 only the other two are in force.
+    results = policy_search.search("ice cream temperature", k=10, as_of=date(2026, 5, 1))
+
+    assert results
+    assert "reefer-temperature" not in {r.doc_id for r in results}
+
+
+@pytest.mark.usefixtures("corpus")
+def test_k_limits_the_results(policy_search: PolicySearch) -> None:
+    assert len(policy_search.search("load", k=2)) == 2
+    assert len(policy_search.search("load", k=10, mode=SearchMode.DENSE)) == 5  # every chunk
+
+
+@pytest.mark.usefixtures("corpus")
+def test_stop_words_only_query(policy_search: PolicySearch) -> None:
+    # No keyword to match: sparse finds nothing, hybrid falls back to its dense half.
+    assert policy_search.search("what is the", mode=SearchMode.SPARSE) == []
+    assert policy_search.search("what is the", k=2, mode=SearchMode.HYBRID)
+
+
+class CountingClient(QdrantClient):
+    """An in-memory Qdrant that records every query_points request."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.queries: list[dict[str, Any]] = []
+
+    def query_points(self, collection_name: str, **kwargs: Any) -> models.QueryResponse:
+        self.queries.append(kwargs)
+        return super().query_points(collection_name, **kwargs)
+
+
+def test_hybrid_is_one_query_with_dense_and_sparse_prefetches_fused_by_rrf(
+    embedder: Embedder, write_doc: WriteDoc
+) -> None:
+    client = CountingClient()
+    ingest_files(
+        [write_doc("reefer.md", REEFER)],
+        client=client,
+        collection=COLLECTION,
+        embedder=embedder,
+        chunking=ChunkingOptions(max_tokens=200, overlap_tokens=32),
+    )
+    search = PolicySearch(client, COLLECTION, embedder, prefetch_limit=7)
+
+    results = search.search("ice cream temperature", k=2)
+
+    (query,) = client.queries
+    assert query["query"] == models.FusionQuery(fusion=models.Fusion.RRF)
+    assert [(p.using, p.limit) for p in query["prefetch"]] == [("dense", 7), ("sparse", 7)]
+    assert query["query_filter"] is not None  # Qdrant applies it inside both prefetches
+    assert results[0].doc_id == "reefer-temperature"
+    client.close()

@@ -1,0 +1,48 @@
+"""Keyword vectors: normalised terms, BM25 term weights, stable indices."""
+
+from __future__ import annotations
+
+from retrieval.sparse import document_vector, query_vector, term_index, terms
+
+
+def test_terms_are_stemmed_lower_case_words_without_stop_words() -> None:
+    assert terms("Who APPROVES the loads? Approval, approved, approving.") == [
+        "approv",
+        "load",
+        "approv",
+        "approv",
+        "approv",
+    ]
+
+
+def test_numbers_with_and_without_thousands_separators_are_one_term() -> None:
+    assert terms("40,000 lb") == terms("40000 lb") == ["40000", "lb"]
+    assert terms("call ext. 4411 or 1-800-555-0142") == [
+        "call", "ext", "4411", "1", "800", "555", "0142"
+    ]  # fmt: skip
+
+
+def test_document_weights_saturate_with_term_frequency() -> None:
+    once = document_vector("reefer alarm " + "filler " * 20)
+    twice = document_vector("reefer reefer alarm " + "filler " * 19)
+
+    def weight(vector: object, term: str) -> float:
+        index = term_index(term)
+        return dict(zip(vector.indices, vector.values, strict=True))[index]  # type: ignore[attr-defined]
+
+    assert weight(once, "reefer") < weight(twice, "reefer") < 2 * weight(once, "reefer")
+
+
+def test_query_vector_is_one_per_distinct_term_and_empty_for_stop_words() -> None:
+    vector = query_vector("reefer reefer alarm")
+
+    assert sorted(vector.indices) == sorted({term_index("reefer"), term_index("alarm")})
+    assert vector.values == [1.0, 1.0]
+    assert query_vector("what is the of and").indices == []
+
+
+def test_term_indices_are_stable_32_bit_numbers() -> None:
+    # Stored vectors and future queries must agree across processes and releases.
+    assert term_index("approv") == term_index("approv")
+    assert term_index("approv") != term_index("load")
+    assert all(0 <= term_index(term) < 2**32 for term in ("a", "approv", "x" * 100))
