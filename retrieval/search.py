@@ -37,6 +37,7 @@ class SearchResult:
     chunk_id: str
     text: str
     score: float
+    relevance: float  # cosine of query and chunk, comparable across queries and modes
     doc_id: str
     title: str
     section: str
@@ -82,15 +83,17 @@ class PolicySearch:
         """The `k` best chunks of the versions in force on `as_of` (default: today)."""
         in_force = in_force_filter(as_of or local_today())
         log.debug("search mode=%s k=%d as_of=%s", mode, k, as_of)
+        # The dense query vector is needed in every mode: it measures `relevance`.
+        dense = self._embedder.encode_query(query)
         if mode is SearchMode.DENSE:
-            points = self._query(self._embedder.encode_query(query), DENSE_VECTOR, in_force, k)
+            points = self._query(dense, DENSE_VECTOR, in_force, k)
         elif mode is SearchMode.SPARSE:
             sparse = query_vector(query)
             # Only stop words: no keyword can match.
             points = self._query(sparse, SPARSE_VECTOR, in_force, k) if sparse.indices else []
         else:
-            points = self._hybrid(query, in_force, k)
-        return [_result(point) for point in points]
+            points = self._hybrid(dense, query_vector(query), in_force, k)
+        return [_result(point, dense) for point in points]
 
     def _query(
         self,
@@ -106,17 +109,19 @@ class PolicySearch:
             query_filter=in_force,
             limit=k,
             with_payload=True,
+            with_vectors=[DENSE_VECTOR],
         ).points
 
-    def _hybrid(self, query: str, in_force: models.Filter, k: int) -> list[models.ScoredPoint]:
+    def _hybrid(
+        self,
+        dense: list[float],
+        sparse: models.SparseVector,
+        in_force: models.Filter,
+        k: int,
+    ) -> list[models.ScoredPoint]:
         """Dense and sparse candidates fused by RRF, in one request."""
         limit = max(self._prefetch_limit, k)
-        prefetches = [
-            models.Prefetch(
-                query=self._embedder.encode_query(query), using=DENSE_VECTOR, limit=limit
-            )
-        ]
-        sparse = query_vector(query)
+        prefetches = [models.Prefetch(query=dense, using=DENSE_VECTOR, limit=limit)]
         if sparse.indices:  # a query of stop words only leaves the dense half
             prefetches.append(models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=limit))
         # Qdrant applies the query's filter inside each prefetch too, so both candidate
@@ -128,15 +133,17 @@ class PolicySearch:
             query_filter=in_force,
             limit=k,
             with_payload=True,
+            with_vectors=[DENSE_VECTOR],
         ).points
 
 
-def _result(point: models.ScoredPoint) -> SearchResult:
+def _result(point: models.ScoredPoint, query: list[float]) -> SearchResult:
     payload = ChunkPayload.model_validate(point.payload or {})
     return SearchResult(
         chunk_id=str(point.id),
         text=payload.text,
         score=point.score,
+        relevance=_cosine(query, point.vector),
         doc_id=payload.doc_id,
         title=payload.title,
         section=payload.section,
@@ -147,3 +154,11 @@ def _result(point: models.ScoredPoint) -> SearchResult:
         source=payload.source,
         tags=payload.tags,
     )
+
+
+def _cosine(query: list[float], vectors: models.VectorStruct | None) -> float:
+    # Both sides are unit length (the embedder normalizes), so the dot product is the cosine.
+    chunk = vectors.get(DENSE_VECTOR) if isinstance(vectors, dict) else None
+    if not isinstance(chunk, list):
+        return 0.0
+    return float(sum(q * c for q, c in zip(query, chunk, strict=True)))

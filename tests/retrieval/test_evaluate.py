@@ -37,6 +37,7 @@ def result(doc_id: str, section: str) -> SearchResult:
         chunk_id="c",
         text="",
         score=1.0,
+        relevance=0.5,
         doc_id=doc_id,
         title="T",
         section=section,
