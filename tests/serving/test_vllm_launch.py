@@ -1,0 +1,41 @@
+"""How the local vLLM is launched: the flags and environment FACTS.md's recipe needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from vllm_support import local_settings
+
+from serving.local_vllm import local_server_config
+
+
+def test_the_command_serves_on_loopback_eagerly_with_runtime_lora(tmp_path: Path) -> None:
+    config = local_server_config(local_settings(tmp_path, 8123, vllm_max_lora_rank=8))
+
+    command = config.command()
+
+    assert command[1:3] == ["-m", "vllm.entrypoints.launchers.api_server.entry"]
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "8123"
+    assert command[command.index("--max-lora-rank") + 1] == "8"
+    assert {"--enforce-eager", "--enable-lora"} <= set(command)
+    assert config.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_the_environment_carries_the_recipe_and_none_of_our_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret")
+    monkeypatch.setenv("VLLM_VENV", "/somewhere")
+    monkeypatch.setenv("PATH", "/usr/bin")
+
+    environment = local_server_config(local_settings(tmp_path, 8123)).environment()
+
+    assert "SLACK_BOT_TOKEN" not in environment
+    assert "VLLM_VENV" not in environment
+    assert environment["PATH"] == "/usr/bin"
+    assert environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert environment["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert environment["HF_HUB_OFFLINE"] == "1"
+    assert environment["VLLM_CACHE_ROOT"] == str((tmp_path / "vllm-cache").absolute())
