@@ -29,8 +29,11 @@ model: install
 
 demo: migrate model
 	$(BIN)/dispatchbot ingest examples/policies
-	$(BIN)/dispatchbot search "who approves a 30k lb load" -k 2
 	$(BIN)/dispatchbot evaluate retrieval
+	$(BIN)/dispatchbot ask "who approves a 30,000 lb load?"
+	$(BIN)/dispatchbot ask "what's the SLA on a priority-1 reefer ticket?"
+	$(BIN)/dispatchbot ask "reefer temp alarm going off on my trailer, what do i do"
+	@echo "The local model keeps running for more questions; stop it with: $(BIN)/dispatchbot model stop"
 
 # The store tests run on PostgreSQL too; start the machine's server if it is installed but down.
 postgres:

@@ -110,6 +110,7 @@ class ModelClient:
         connect_timeout_s: float,
         read_timeout_s: float,
         max_tokens: int,
+        temperature: float = 0.2,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed; set LLM_BASE_URL")
@@ -126,6 +127,9 @@ class ModelClient:
                 timeout=timeout,
                 max_retries=0,  # retrying is the next endpoint's job
                 max_tokens=max_tokens,
+                # Policy answers want the likeliest wording, not variety; the server's
+                # default of 1.0 sends a small model off the rails.
+                temperature=temperature,
                 stream_usage=True,
             )
             for endpoint in self.endpoints
@@ -140,6 +144,7 @@ class ModelClient:
             connect_timeout_s=settings.llm_connect_timeout_s,
             read_timeout_s=settings.llm_read_timeout_s,
             max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
         )
 
     def stream(

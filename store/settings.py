@@ -101,6 +101,29 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(
         default=512, ge=1, description="Upper bound of an answer in tokens."
     )
+    llm_temperature: float = Field(
+        default=0.2, ge=0, le=2, description="Sampling temperature of answers."
+    )
+    llm_context_tokens: int = Field(
+        default=2048,
+        ge=512,
+        description=(
+            "Context window of the served model; the prompt is trimmed to fit it with "
+            "LLM_MAX_TOKENS left for the answer."
+        ),
+    )
+    answer_min_relevance: float = Field(
+        default=0.30,
+        ge=0,
+        le=1,
+        description=(
+            "Below this cosine similarity of question and best source the bot does not "
+            "answer: it says the policy does not cover it and flags a person."
+        ),
+    )
+    answer_history_turns: int = Field(
+        default=10, ge=0, description="Earlier messages of the thread given to the model."
+    )
     adapter_routes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description=(

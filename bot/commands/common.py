@@ -9,7 +9,7 @@ from rich.console import Console
 
 from store.settings import Settings
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # one error, one line: easy to grep
 
 EXIT_USAGE = 2  # bad input or configuration: the message says what to change
 EXIT_UNAVAILABLE = 3  # a service we depend on is down or not set up yet

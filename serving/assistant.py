@@ -1,0 +1,366 @@
+"""The assistant core, free of Slack: retrieve, decide, prompt, generate, record.
+
+The question is stored before anything can fail, so a model or retrieval outage never
+loses it. Weak evidence is not sent to the model: the answer says plainly that the policy
+library does not cover it and flags the turn for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from retrieval.search import PolicySearch, SearchResult
+from serving.llm_client import GenerationResult, ModelClient
+from serving.prompts import HistoryTurn, build_prompt
+from serving.routing import TaskKind
+from store import repository
+from store.database import Database
+from store.models import Conversation, Message
+from store.repository import AnswerRecord, CitationRecord
+
+logger = logging.getLogger(__name__)
+
+NOT_COVERED = (
+    "I couldn't find a current policy that covers this, so I won't guess. "
+    "I've flagged it for a dispatcher or supervisor to answer."
+)
+NOTHING_WRITTEN = (
+    "I couldn't write an answer from the policy I found. The sources below may help; "
+    "I've flagged this for a dispatcher or supervisor."
+)
+NO_GENERATION = "none"  # the `model`/`endpoint` of an answer that never reached a model
+FALLBACK_CITATIONS = 3
+_CITATION_MARK = re.compile(r"\[(\d{1,2})\]")
+
+
+@dataclass(frozen=True)
+class ThreadKey:
+    """Where a conversation lives: a Slack thread, or a CLI session."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
+@dataclass(frozen=True)
+class AssistantSettings:
+    k: int = 5
+    min_relevance: float = 0.35
+    context_tokens: int = 2048
+    reserved_for_answer: int = 512
+    history_turns: int = 10
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    retrieval_ms: float
+    prompt_ms: float
+    model_ms: float
+    store_ms: float
+
+
+@dataclass(frozen=True)
+class AssistantAnswer:
+    """A recorded answer: what to show, what it cites, and how it was produced."""
+
+    answer_id: int
+    conversation_id: int
+    text: str
+    citations: list[SearchResult]
+    needs_human: bool
+    confidence: float | None
+    model: str
+    adapter: str | None
+    endpoint: str
+    latency_ms: int
+    ttft_ms: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    timings: StageTimings
+
+
+class AssistantStream:
+    """Iterate for text chunks as they stream; `result` is the recorded answer afterwards."""
+
+    def __init__(self, chunks: Iterator[str | AssistantAnswer]) -> None:
+        self._chunks = chunks
+        self._result: AssistantAnswer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for item in self._chunks:
+            if isinstance(item, AssistantAnswer):
+                self._result = item
+            else:
+                yield item
+
+    @property
+    def result(self) -> AssistantAnswer:
+        if self._result is None:
+            raise RuntimeError("the answer stream has not been read to its end")
+        return self._result
+
+
+@dataclass
+class _Turn:
+    conversation_id: int
+    history: list[HistoryTurn] = field(default_factory=list)
+
+
+class Assistant:
+    """Answers one question in a thread from the policy in force today."""
+
+    def __init__(
+        self,
+        *,
+        search: PolicySearch,
+        model: ModelClient,
+        database: Database,
+        settings: AssistantSettings | None = None,
+    ) -> None:
+        self._search = search
+        self._model = model
+        self._database = database
+        self._settings = settings or AssistantSettings()
+
+    def answer(
+        self, question: str, *, thread: ThreadKey, user_id: str, slack_ts: str | None = None
+    ) -> AssistantAnswer:
+        stream = self.stream_answer(question, thread=thread, user_id=user_id, slack_ts=slack_ts)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def stream_answer(
+        self, question: str, *, thread: ThreadKey, user_id: str, slack_ts: str | None = None
+    ) -> AssistantStream:
+        """Start answering; nothing runs until the stream is iterated."""
+        return AssistantStream(self._run(question, thread, user_id, slack_ts))
+
+    def _run(
+        self, question: str, thread: ThreadKey, user_id: str, slack_ts: str | None
+    ) -> Iterator[str | AssistantAnswer]:
+        turn = self._record_question(question, thread, user_id, slack_ts)
+
+        started = time.perf_counter()
+        results = self._search.search(_retrieval_query(question, turn.history), k=self._settings.k)
+        retrieval_ms = _ms_since(started)
+        confidence = results[0].relevance if results else None
+
+        if confidence is None or confidence < self._settings.min_relevance:
+            yield NOT_COVERED
+            yield self._record_not_covered(turn, results, confidence, retrieval_ms)
+            return
+
+        started = time.perf_counter()
+        prompt = build_prompt(
+            question,
+            results,
+            turn.history,
+            context_tokens=self._settings.context_tokens,
+            reserved_for_answer=self._settings.reserved_for_answer,
+        )
+        prompt_ms = _ms_since(started)
+
+        started = time.perf_counter()
+        stream = self._model.stream(
+            prompt.messages, channel=thread.channel_id, task_kind=_task_kind(results)
+        )
+        yield from stream
+        generation = stream.result
+        model_ms = _ms_since(started)
+
+        sources = list(prompt.sources)
+        text, cited = keep_cited_sources(generation.text, sources)
+        # A model that stops at once leaves the user with nothing: say so, and get a person.
+        needs_human = not text
+        if needs_human:
+            text = NOTHING_WRITTEN
+            yield text
+        started = time.perf_counter()
+        answer_id = self._record_generated(
+            turn, prompt.serialized(), text, cited, generation, confidence, needs_human
+        )
+        timings = StageTimings(retrieval_ms, prompt_ms, model_ms, _ms_since(started))
+        logger.info(
+            "answered conversation=%d answer=%d sources=%d cited=%d confidence=%.3f "
+            "retrieval_ms=%.0f model_ms=%.0f",
+            turn.conversation_id,
+            answer_id,
+            len(sources),
+            len(cited),
+            confidence,
+            retrieval_ms,
+            model_ms,
+        )
+        yield AssistantAnswer(
+            answer_id=answer_id,
+            conversation_id=turn.conversation_id,
+            text=text,
+            citations=cited,
+            needs_human=needs_human,
+            confidence=confidence,
+            model=generation.model,
+            adapter=generation.adapter,
+            endpoint=generation.endpoint,
+            latency_ms=round(generation.latency_ms),
+            ttft_ms=round(generation.ttft_ms),
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            timings=timings,
+        )
+
+    def _record_question(
+        self, question: str, thread: ThreadKey, user_id: str, slack_ts: str | None
+    ) -> _Turn:
+        with self._database.transaction() as session:
+            conversation = repository.find_or_open_conversation(
+                session,
+                team_id=thread.team_id,
+                channel_id=thread.channel_id,
+                thread_ts=thread.thread_ts,
+                user_id=user_id,
+            )
+            history = _history(conversation, self._settings.history_turns)
+            repository.record_user_message(
+                session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
+            )
+            return _Turn(conversation.id, history)
+
+    def _record_not_covered(
+        self,
+        turn: _Turn,
+        results: Sequence[SearchResult],
+        confidence: float | None,
+        retrieval_ms: float,
+    ) -> AssistantAnswer:
+        started = time.perf_counter()
+        record = AnswerRecord(
+            text=NOT_COVERED,
+            prompt="",
+            model=NO_GENERATION,
+            endpoint=NO_GENERATION,
+            latency_ms=round(retrieval_ms),
+            confidence=_clamp(confidence),
+            needs_human=True,
+            citations=[_citation_record(result) for result in results],
+        )
+        with self._database.transaction() as session:
+            conversation = session.get_one(Conversation, turn.conversation_id)
+            answer_id = repository.record_answer(session, conversation, record).id
+        logger.info(
+            "not covered conversation=%d answer=%d confidence=%s",
+            turn.conversation_id,
+            answer_id,
+            "none" if confidence is None else f"{confidence:.3f}",
+        )
+        return AssistantAnswer(
+            answer_id=answer_id,
+            conversation_id=turn.conversation_id,
+            text=NOT_COVERED,
+            citations=[],
+            needs_human=True,
+            confidence=confidence,
+            model=NO_GENERATION,
+            adapter=None,
+            endpoint=NO_GENERATION,
+            latency_ms=round(retrieval_ms),
+            ttft_ms=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+            timings=StageTimings(retrieval_ms, 0.0, 0.0, _ms_since(started)),
+        )
+
+    def _record_generated(
+        self,
+        turn: _Turn,
+        prompt: str,
+        text: str,
+        cited: Sequence[SearchResult],
+        generation: GenerationResult,
+        confidence: float,
+        needs_human: bool,
+    ) -> int:
+        record = AnswerRecord(
+            text=text,
+            prompt=prompt,
+            model=generation.model,
+            adapter=generation.adapter,
+            endpoint=generation.endpoint,
+            latency_ms=round(generation.latency_ms),
+            ttft_ms=round(generation.ttft_ms),
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            confidence=_clamp(confidence),
+            needs_human=needs_human,
+            citations=[_citation_record(result) for result in cited],
+        )
+        with self._database.transaction() as session:
+            conversation = session.get_one(Conversation, turn.conversation_id)
+            return repository.record_answer(session, conversation, record).id
+
+
+def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
+    """A follow-up ("and a 41k one?") is searched together with the question before it."""
+    earlier = next((turn.text for turn in reversed(history) if turn.role == "user"), None)
+    return f"{earlier}\n{question}" if earlier else question
+
+
+def _history(conversation: Conversation, limit: int) -> list[HistoryTurn]:
+    """The thread so far from the store (Slack's history API is rate-limited for new apps)."""
+    messages: list[Message] = conversation.messages[-limit:] if limit else []
+    return [HistoryTurn(role=message.role.value, text=message.text) for message in messages]
+
+
+def keep_cited_sources(
+    text: str, sources: Sequence[SearchResult]
+) -> tuple[str, list[SearchResult]]:
+    """The sources the answer cites by number, in order of first mention.
+
+    A number that points at no source is removed from the text, so a reader never follows
+    a citation to nothing. An answer that cites nothing falls back to the top sources.
+    """
+    cited: list[int] = []
+
+    def check(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if 1 <= number <= len(sources):
+            if number not in cited:
+                cited.append(number)
+            return match.group(0)
+        return ""
+
+    cleaned = _CITATION_MARK.sub(check, text).strip()
+    if not cited:
+        return cleaned, list(sources[:FALLBACK_CITATIONS])
+    return cleaned, [sources[number - 1] for number in cited]
+
+
+def _task_kind(results: Sequence[SearchResult]) -> TaskKind:
+    """Service-ticket questions are the ones whose best source is a service policy."""
+    top = results[0]
+    if top.audience == "service" or "service" in top.tags:
+        return TaskKind.SERVICE_TICKET
+    return TaskKind.DISPATCH
+
+
+def _citation_record(result: SearchResult) -> CitationRecord:
+    return CitationRecord(
+        doc_id=result.doc_id,
+        version=str(result.version),
+        chunk_id=result.chunk_id,
+        score=result.score,
+        title=result.title,
+        section=result.section,
+    )
+
+
+def _clamp(confidence: float | None) -> float | None:
+    return None if confidence is None else min(1.0, max(0.0, confidence))
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

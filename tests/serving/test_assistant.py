@@ -1,0 +1,268 @@
+"""The assistant core end to end: real retrieval, the real vLLM, the real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+from sqlalchemy import select
+from vllm_support import RunningServer, make_client
+
+from retrieval.chunking import ChunkingOptions
+from retrieval.embedding import Embedder, load_embedder
+from retrieval.ingest import ingest_files
+from retrieval.search import PolicySearch, SearchResult
+from serving.assistant import (
+    NOT_COVERED,
+    Assistant,
+    AssistantSettings,
+    ThreadKey,
+    keep_cited_sources,
+)
+from serving.llm_client import ModelUnavailable
+from store import schema
+from store.database import Database
+from store.models import Answer, Conversation, Message, MessageRole
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POLICIES = REPO_ROOT / "examples" / "policies"
+CORPUS = [POLICIES / name for name in ("load-approval.md", "service-slas.md", "hazmat-handling.md")]
+COLLECTION = "policies"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return load_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def policy_search(embedder: Embedder) -> Iterator[PolicySearch]:
+    client = QdrantClient(":memory:")
+    ingest_files(
+        CORPUS,
+        client=client,
+        collection=COLLECTION,
+        embedder=embedder,
+        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
+    )
+    yield PolicySearch(client, COLLECTION, embedder)
+    client.close()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    schema.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def _assistant(policy_search: PolicySearch, database: Database, endpoints: list[str]) -> Assistant:
+    return Assistant(
+        search=policy_search,
+        model=make_client(endpoints, max_tokens=64, read_timeout_s=60),
+        database=database,
+        settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=64),
+    )
+
+
+def _thread(name: str) -> ThreadKey:
+    return ThreadKey("T1", "C1", name)
+
+
+def test_a_streamed_answer_is_recorded_with_its_prompt_sources_and_timings(
+    vllm_server: RunningServer, policy_search: PolicySearch, database: Database
+) -> None:
+    assistant = _assistant(policy_search, database, [vllm_server.base_url])
+
+    stream = assistant.stream_answer(
+        "who approves a 30k lb load", thread=_thread("1.0001"), user_id="U1"
+    )
+    chunks = list(stream)
+    answer = stream.result
+
+    assert chunks, "text streams before the answer is complete"
+    assert answer.endpoint == vllm_server.base_url
+    assert (answer.prompt_tokens or 0) > 100
+    assert (answer.completion_tokens or 0) > 0
+    assert 0 < (answer.ttft_ms or 0) <= answer.latency_ms
+    assert answer.citations[0].doc_id == "load-approval"
+    assert (answer.confidence or 0) >= 0.30
+
+    with database.transaction() as session:
+        stored = session.get_one(Answer, answer.answer_id)
+        messages = json.loads(stored.prompt)
+        assert messages[0]["role"] == "system"
+        assert '<source id="1">' in messages[-1]["content"]
+        assert "Load Approval Thresholds" in messages[-1]["content"]
+        assert messages[-1]["content"].endswith("Question: who approves a 30k lb load")
+        assert (stored.prompt_tokens, stored.completion_tokens) == (
+            answer.prompt_tokens,
+            answer.completion_tokens,
+        )
+        assert stored.ttft_ms == answer.ttft_ms
+        assert stored.endpoint == vllm_server.base_url
+        assert stored.model == "smollm2-135m-instruct"
+        assert [c.doc_id for c in stored.citations] == [c.doc_id for c in answer.citations]
+        roles = [m.role for m in stored.message.conversation.messages]
+        assert roles == [MessageRole.USER, MessageRole.ASSISTANT]
+
+
+def test_a_dead_first_endpoint_falls_back_and_the_answer_records_who_served(
+    vllm_server: RunningServer,
+    dead_endpoint: str,
+    policy_search: PolicySearch,
+    database: Database,
+) -> None:
+    assistant = _assistant(policy_search, database, [dead_endpoint, vllm_server.base_url])
+
+    answer = assistant.answer("p1 reefer response time", thread=_thread("2.0001"), user_id="U1")
+
+    assert answer.endpoint == vllm_server.base_url
+    with database.transaction() as session:
+        assert session.get_one(Answer, answer.answer_id).endpoint == vllm_server.base_url
+
+
+def test_weak_evidence_flags_a_person_without_calling_the_model(
+    dead_endpoint: str, policy_search: PolicySearch, database: Database
+) -> None:
+    # Only a dead endpoint: had the model been called, this would raise ModelUnavailable.
+    assistant = _assistant(policy_search, database, [dead_endpoint])
+
+    stream = assistant.stream_answer(
+        "who won the game last night", thread=_thread("3.0001"), user_id="U1"
+    )
+    chunks = list(stream)
+    answer = stream.result
+
+    assert chunks == [NOT_COVERED]
+    assert answer.needs_human is True
+    assert answer.citations == []
+    with database.transaction() as session:
+        stored = session.get_one(Answer, answer.answer_id)
+        assert stored.needs_human is True
+        assert stored.model == "none"
+        assert stored.confidence is not None
+        assert stored.confidence < 0.30
+
+
+def test_the_question_is_kept_when_no_model_answers(
+    dead_endpoint: str, policy_search: PolicySearch, database: Database
+) -> None:
+    assistant = _assistant(policy_search, database, [dead_endpoint])
+
+    with pytest.raises(ModelUnavailable, match="dispatchbot model serve"):
+        assistant.answer("who approves a 30k lb load", thread=_thread("4.0001"), user_id="U7")
+
+    with database.transaction() as session:
+        texts = session.scalars(select(Message.text).where(Message.role == MessageRole.USER)).all()
+        assert texts == ["who approves a 30k lb load"]
+        assert session.scalars(select(Answer)).all() == []
+
+
+def test_a_follow_up_in_the_thread_sees_the_earlier_turns(
+    vllm_server: RunningServer, policy_search: PolicySearch, database: Database
+) -> None:
+    assistant = _assistant(policy_search, database, [vllm_server.base_url])
+    thread = _thread("5.0001")
+
+    first = assistant.answer("who approves a 30k lb load", thread=thread, user_id="U1")
+    second = assistant.answer("and a 41k one?", thread=thread, user_id="U1")
+
+    assert first.conversation_id == second.conversation_id
+    with database.transaction() as session:
+        messages = json.loads(session.get_one(Answer, second.answer_id).prompt)
+        conversation = session.get_one(Conversation, second.conversation_id)
+        assert len(conversation.messages) == 4
+    assert messages[1] == {"role": "user", "content": "who approves a 30k lb load"}
+    assert messages[2] == {"role": "assistant", "content": first.text}
+    assert messages[-1]["content"].endswith("Question: and a 41k one?")
+
+
+SOURCE = SearchResult(
+    chunk_id="c1",
+    text="t",
+    score=1.0,
+    relevance=0.7,
+    doc_id="load-approval",
+    title="Load Approval Thresholds",
+    section="Load Approval Thresholds > Approval by weight",
+    version=3,
+    effective_from=date(2026, 3, 1),
+    effective_to=None,
+    audience="dispatch",
+    source="examples/policies/load-approval.md",
+    tags=(),
+)
+SOURCES = [replace(SOURCE, chunk_id=f"c{n}", doc_id=f"doc-{n}") for n in range(1, 6)]
+
+
+def test_only_citations_the_answer_uses_are_kept_in_order_of_mention() -> None:
+    text, cited = keep_cited_sources("Call the shift lead [3]; log it in the TMS [1][3].", SOURCES)
+
+    assert [c.doc_id for c in cited] == ["doc-3", "doc-1"]
+    assert text == "Call the shift lead [3]; log it in the TMS [1][3]."
+
+
+def test_a_citation_to_a_source_that_was_not_given_is_removed() -> None:
+    text, cited = keep_cited_sources("Approve it [2] and file form 9 [9].", SOURCES)
+
+    assert [c.doc_id for c in cited] == ["doc-2"]
+    assert "[9]" not in text
+
+
+def test_an_answer_that_cites_nothing_falls_back_to_the_top_sources() -> None:
+    _, cited = keep_cited_sources("The shift lead approves.", SOURCES)
+    assert [c.doc_id for c in cited] == ["doc-1", "doc-2", "doc-3"]
+
+
+DISPATCHBOT = shutil.which("dispatchbot", path=str(Path(sys.executable).parent))
+
+
+def test_ask_prints_a_cited_answer_as_json_and_fails_clearly_without_a_model(
+    vllm_server: RunningServer, dead_endpoint: str, tmp_path: Path
+) -> None:
+    assert DISPATCHBOT
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env |= {"DISPATCHBOT_DATA_DIR": str(tmp_path / "data"), "LLM_MAX_TOKENS": "48"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own console script
+            [DISPATCHBOT, *args],
+            env=env | extra,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    refused = run("ask", "who approves a 30k lb load")
+    assert refused.returncode == 3
+    assert "dispatchbot db upgrade" in refused.stderr
+
+    assert run("db", "upgrade").returncode == 0
+    assert run("ingest", *map(str, CORPUS)).returncode == 0
+
+    asked = run("ask", "who approves a 30k lb load", "--json", LLM_BASE_URL=vllm_server.base_url)
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert set(answer) >= {"answer", "citations", "needs_human", "answer_id", "model", "latency_ms"}
+    assert answer["citations"][0]["doc_id"] == "load-approval"
+    assert set(answer["citations"][0]) >= {"doc_id", "title", "section", "version", "score"}
+    assert answer["needs_human"] is False
+    assert answer["model"] == "smollm2-135m-instruct"
+
+    down = run("ask", "who approves a 30k lb load", LLM_BASE_URL=dead_endpoint)
+    assert down.returncode == 3
+    assert "dispatchbot model serve" in down.stderr
+    assert "question was saved" in down.stderr
+    assert "Traceback" not in down.stderr
