@@ -11,10 +11,10 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from retrieval.search import PolicySearch, SearchResult
-from serving.llm_client import GenerationResult, ModelClient
+from serving.llm_client import ModelClient
 from serving.prompts import HistoryTurn, build_prompt
 from serving.routing import TaskKind
 from store import repository
@@ -152,7 +152,18 @@ class Assistant:
 
         if confidence is None or confidence < self._settings.min_relevance:
             yield NOT_COVERED
-            yield self._record_not_covered(turn, results, confidence, retrieval_ms)
+            not_covered = AnswerRecord(
+                text=NOT_COVERED,
+                prompt="",
+                model=NO_GENERATION,
+                endpoint=NO_GENERATION,
+                latency_ms=round(retrieval_ms),
+                confidence=_clamp(confidence),
+                needs_human=True,
+                # Kept for audit: what was found, though too weak to show or to answer from.
+                citations=[_citation_record(result) for result in results],
+            )
+            yield self._store_answer(turn, not_covered, [], StageTimings(retrieval_ms, 0, 0, 0))
             return
 
         started = time.perf_counter()
@@ -173,36 +184,15 @@ class Assistant:
         generation = stream.result
         model_ms = _ms_since(started)
 
-        sources = list(prompt.sources)
-        text, cited = keep_cited_sources(generation.text, sources)
+        text, cited = keep_cited_sources(generation.text, prompt.sources)
         # A model that stops at once leaves the user with nothing: say so, and get a person.
         needs_human = not text
         if needs_human:
             text = NOTHING_WRITTEN
             yield text
-        started = time.perf_counter()
-        answer_id = self._record_generated(
-            turn, prompt.serialized(), text, cited, generation, confidence, needs_human
-        )
-        timings = StageTimings(retrieval_ms, prompt_ms, model_ms, _ms_since(started))
-        logger.info(
-            "answered conversation=%d answer=%d sources=%d cited=%d confidence=%.3f "
-            "retrieval_ms=%.0f model_ms=%.0f",
-            turn.conversation_id,
-            answer_id,
-            len(sources),
-            len(cited),
-            confidence,
-            retrieval_ms,
-            model_ms,
-        )
-        yield AssistantAnswer(
-            answer_id=answer_id,
-            conversation_id=turn.conversation_id,
+        generated = AnswerRecord(
             text=text,
-            citations=cited,
-            needs_human=needs_human,
-            confidence=confidence,
+            prompt=prompt.serialized(),
             model=generation.model,
             adapter=generation.adapter,
             endpoint=generation.endpoint,
@@ -210,7 +200,12 @@ class Assistant:
             ttft_ms=round(generation.ttft_ms),
             prompt_tokens=generation.prompt_tokens,
             completion_tokens=generation.completion_tokens,
-            timings=timings,
+            confidence=_clamp(confidence),
+            needs_human=needs_human,
+            citations=[_citation_record(result) for result in cited],
+        )
+        yield self._store_answer(
+            turn, generated, cited, StageTimings(retrieval_ms, prompt_ms, model_ms, 0)
         )
 
     def _record_question(
@@ -230,77 +225,47 @@ class Assistant:
             )
             return _Turn(conversation.id, history)
 
-    def _record_not_covered(
+    def _store_answer(
         self,
         turn: _Turn,
-        results: Sequence[SearchResult],
-        confidence: float | None,
-        retrieval_ms: float,
+        record: AnswerRecord,
+        cited: Sequence[SearchResult],
+        timings: StageTimings,
     ) -> AssistantAnswer:
         started = time.perf_counter()
-        record = AnswerRecord(
-            text=NOT_COVERED,
-            prompt="",
-            model=NO_GENERATION,
-            endpoint=NO_GENERATION,
-            latency_ms=round(retrieval_ms),
-            confidence=_clamp(confidence),
-            needs_human=True,
-            citations=[_citation_record(result) for result in results],
-        )
         with self._database.transaction() as session:
             conversation = session.get_one(Conversation, turn.conversation_id)
             answer_id = repository.record_answer(session, conversation, record).id
+        timings = replace(timings, store_ms=_ms_since(started))
+        # Metadata only: questions and answers can carry customer details.
         logger.info(
-            "not covered conversation=%d answer=%d confidence=%s",
+            "answered conversation=%d answer=%d model=%s cited=%d needs_human=%s "
+            "confidence=%s retrieval_ms=%.0f model_ms=%.0f",
             turn.conversation_id,
             answer_id,
-            "none" if confidence is None else f"{confidence:.3f}",
+            record.adapter or record.model,
+            len(cited),
+            record.needs_human,
+            "none" if record.confidence is None else f"{record.confidence:.3f}",
+            timings.retrieval_ms,
+            timings.model_ms,
         )
         return AssistantAnswer(
             answer_id=answer_id,
             conversation_id=turn.conversation_id,
-            text=NOT_COVERED,
-            citations=[],
-            needs_human=True,
-            confidence=confidence,
-            model=NO_GENERATION,
-            adapter=None,
-            endpoint=NO_GENERATION,
-            latency_ms=round(retrieval_ms),
-            ttft_ms=None,
-            prompt_tokens=None,
-            completion_tokens=None,
-            timings=StageTimings(retrieval_ms, 0.0, 0.0, _ms_since(started)),
+            text=record.text,
+            citations=list(cited),
+            needs_human=record.needs_human,
+            confidence=record.confidence,
+            model=record.model,
+            adapter=record.adapter,
+            endpoint=record.endpoint,
+            latency_ms=record.latency_ms,
+            ttft_ms=record.ttft_ms,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            timings=timings,
         )
-
-    def _record_generated(
-        self,
-        turn: _Turn,
-        prompt: str,
-        text: str,
-        cited: Sequence[SearchResult],
-        generation: GenerationResult,
-        confidence: float,
-        needs_human: bool,
-    ) -> int:
-        record = AnswerRecord(
-            text=text,
-            prompt=prompt,
-            model=generation.model,
-            adapter=generation.adapter,
-            endpoint=generation.endpoint,
-            latency_ms=round(generation.latency_ms),
-            ttft_ms=round(generation.ttft_ms),
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            confidence=_clamp(confidence),
-            needs_human=needs_human,
-            citations=[_citation_record(result) for result in cited],
-        )
-        with self._database.transaction() as session:
-            conversation = session.get_one(Conversation, turn.conversation_id)
-            return repository.record_answer(session, conversation, record).id
 
 
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
