@@ -38,7 +38,10 @@ class Settings(BaseSettings):
         default="",
         description="SQLAlchemy URL of the conversation store. Empty: SQLite in the data dir.",
     )
-    log_level: str = Field(default="INFO", description="Python logging level.")
+    log_level: str = Field(
+        default="WARNING",
+        description="Python logging level; commands print their results, logs go to stderr.",
+    )
 
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL. Unset: local mode on disk at QDRANT_PATH."
