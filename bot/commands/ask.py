@@ -20,7 +20,7 @@ from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantAnswer, AssistantSettings, ThreadKey
 from serving.base_weights import WeightsError
 from serving.llm_client import ModelClient, ModelError
-from serving.local_vllm import serve_local_vllm
+from serving.local_vllm import local_server_config, serve_local_vllm
 from serving.vllm_admin import list_served_models
 from serving.vllm_env import VllmEnvError
 from serving.vllm_server import ServerError
@@ -30,6 +30,8 @@ from store.settings import Settings
 console = Console(soft_wrap=True)
 
 CLI_TEAM = "cli"
+# The subset of a search result's stable JSON that `ask --json` shows per citation.
+CITATION_FIELDS = ("doc_id", "title", "section", "version", "effective_from", "score", "source")
 
 
 def ask(
@@ -95,18 +97,7 @@ def answer_json(answer: AssistantAnswer) -> dict[str, Any]:
     """The stable `--json` shape of `ask`."""
     return {
         "answer": answer.text,
-        "citations": [
-            {
-                "doc_id": citation.doc_id,
-                "title": citation.title,
-                "section": citation.section,
-                "version": citation.version,
-                "effective_from": citation.effective_from.isoformat(),
-                "score": citation.score,
-                "source": citation.source,
-            }
-            for citation in answer.citations
-        ],
+        "citations": [_citation_json(citation.to_json()) for citation in answer.citations],
         "needs_human": answer.needs_human,
         "confidence": answer.confidence,
         "answer_id": answer.answer_id,
@@ -120,9 +111,13 @@ def answer_json(answer: AssistantAnswer) -> dict[str, Any]:
     }
 
 
+def _citation_json(result: dict[str, Any]) -> dict[str, Any]:
+    return {field: result[field] for field in CITATION_FIELDS}
+
+
 def _ensure_local_model(settings: Settings) -> None:
     """Start the local vLLM when the client points at it and nothing answers there."""
-    local_url = f"http://127.0.0.1:{settings.vllm_local_port}/v1"
+    local_url = local_server_config(settings).base_url
     if settings.llm_base_url.rstrip("/") != local_url:
         return  # a server someone else runs: its availability is the fallback list's business
     try:
