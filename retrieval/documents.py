@@ -33,6 +33,8 @@ class FrontMatter(BaseModel):
     effective_to: date | None = None
     audience: str | None = None
     tags: tuple[str, ...] = ()
+    # Where people read the policy (an intranet page); citations link to it.
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -42,7 +44,7 @@ class FrontMatter(BaseModel):
             return tuple(tag.strip() for tag in value.split(",") if tag.strip())
         return value
 
-    @field_validator("doc_id", "title", "audience", mode="before")
+    @field_validator("doc_id", "title", "audience", "url", mode="before")
     @classmethod
     def _blank_is_missing(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -82,10 +84,11 @@ class Document:
     def content_hash(self) -> str:
         """Hash of the text and the metadata that change what the document says or when.
 
-        The source path is left out on purpose: moving a file does not make a new version.
+        The source path and the link are left out on purpose: moving a file or a page does
+        not make a new version.
         """
         digest = hashlib.sha256()
-        digest.update(self.declared.model_dump_json().encode())
+        digest.update(self.declared.model_dump_json(exclude={"url"}).encode())
         digest.update(self.title.encode())
         for section in self.sections:
             digest.update(b"\x00" + SECTION_SEPARATOR.join(section.headings).encode())

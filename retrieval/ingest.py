@@ -199,6 +199,7 @@ def _decide(
         declared_effective_to=document.declared.effective_to,
         audience=document.audience,
         tags=document.declared.tags,
+        url=document.declared.url,
         chunk_count=0,
         ingested_at=datetime.now(UTC),
     )
@@ -254,6 +255,7 @@ def _write_version(
                 declared_effective_to=record.declared_effective_to,
                 audience=record.audience,
                 tags=record.tags,
+                url=record.url,
                 content_hash=record.content_hash,
                 index_signature=record.index_signature,
                 ingested_at=ingested_at,

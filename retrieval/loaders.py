@@ -210,7 +210,7 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _META_KEYS = frozenset(
-    {"doc_id", "title", "version", "effective_from", "effective_to", "audience", "tags"}
+    {"doc_id", "title", "version", "effective_from", "effective_to", "audience", "tags", "url"}
 )
 
 
@@ -321,7 +321,9 @@ def _load_html(path: Path, data: bytes) -> Document:
 # A line this much larger than the body text, and short, is taken for a heading.
 _HEADING_SIZE_RATIO = 1.15
 _HEADING_MAX_WORDS = 16
-_PDF_INFO_KEYS = ("doc_id", "version", "effective_from", "effective_to", "audience", "tags")
+_PDF_INFO_KEYS = (
+    "doc_id", "version", "effective_from", "effective_to", "audience", "tags", "url"
+)  # fmt: skip
 
 
 def _load_pdf(path: Path, data: bytes) -> Document:

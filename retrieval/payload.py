@@ -41,6 +41,7 @@ class ChunkPayload(BaseModel):
     declared_effective_to: date | None = None
     audience: str
     tags: tuple[str, ...]
+    url: str | None = None
     content_hash: str
     index_signature: str  # embedding model and chunk settings the chunks were built with
     ingested_at: datetime

@@ -47,6 +47,7 @@ class SearchResult:
     audience: str
     source: str
     tags: tuple[str, ...]
+    url: str | None = None  # a link to the policy, when the document declares one
 
     def to_json(self) -> dict[str, Any]:
         """The stable `--json` shape: dates as ISO strings, tags as a list."""
@@ -153,6 +154,7 @@ def _result(point: models.ScoredPoint, query: list[float]) -> SearchResult:
         audience=payload.audience,
         source=payload.source,
         tags=payload.tags,
+        url=payload.url,
     )
 
 

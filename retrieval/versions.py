@@ -35,6 +35,7 @@ class StoredVersion:
     audience: str
     tags: tuple[str, ...]
     chunk_count: int
+    url: str | None
     ingested_at: datetime
 
     @classmethod
@@ -52,6 +53,7 @@ class StoredVersion:
             audience=payload.audience,
             tags=payload.tags,
             chunk_count=payload.chunk_count,
+            url=payload.url,
             ingested_at=payload.ingested_at,
         )
 

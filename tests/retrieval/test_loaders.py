@@ -22,6 +22,7 @@ version: 3
 effective_from: 2026-03-01
 audience: dispatch
 tags: [dispatch, loads]
+url: https://intranet.example/policies/load-approval
 ---
 # Load Approval Thresholds
 
@@ -55,6 +56,7 @@ def test_markdown_front_matter_and_heading_paths(write_doc: WriteDoc) -> None:
     assert document.declared.effective_to is None
     assert document.audience == "dispatch"
     assert document.declared.tags == ("dispatch", "loads")
+    assert document.declared.url == "https://intranet.example/policies/load-approval"
     assert [section.headings for section in document.sections] == [
         ("Load Approval Thresholds", "Approval by weight"),
         ("Load Approval Thresholds", "Approval by weight", "Reweighs"),
@@ -63,6 +65,16 @@ def test_markdown_front_matter_and_heading_paths(write_doc: WriteDoc) -> None:
     assert "26,001 to 40,000 lb | Shift lead on duty" in document.sections[0].text
     # A "#" line inside a fenced code block stays text of its section.
     assert "# not a heading" in document.sections[1].text
+
+
+def test_a_new_link_is_not_a_new_version(write_doc: WriteDoc) -> None:
+    linked = load_document(write_doc("linked.md", MARKDOWN))
+    moved = load_document(
+        write_doc("moved.md", MARKDOWN.replace("intranet.example", "wiki.example"))
+    )
+
+    assert moved.declared.url != linked.declared.url
+    assert moved.content_hash() == linked.content_hash()
 
 
 def test_plain_text_without_front_matter_gets_defaults(write_doc: WriteDoc) -> None:
@@ -209,6 +221,7 @@ def test_pdf_without_title_or_headings_falls_back_to_file_name(tmp_path: Path) -
             "effective_to must be after effective_from",
         ),
         ("bad-version.md", b"---\nversion: v2\n---\ntext\n", "version"),
+        ("bad-link.md", b"---\nurl: javascript:alert(1)\n---\ntext\n", "url"),
     ],
 )
 def test_unreadable_files_are_refused_with_their_name_and_reason(
