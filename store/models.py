@@ -211,6 +211,8 @@ class Feedback(Base):
     user_id: Mapped[str] = mapped_column(String(SLACK_ID))
     value: Mapped[int] = mapped_column(SmallInteger)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Quick reasons picked in the 👎 modal ("wrong,out_of_date"), countable without parsing text.
+    reason_codes: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,8 @@ from store.models import (
     Citation,
     Conversation,
     ConversationState,
+    Escalation,
+    EscalationStatus,
     Feedback,
     Message,
     MessageRole,
@@ -105,6 +107,44 @@ def find_or_open_conversation(
     return conversation
 
 
+def bot_answered_in(session: Session, *, team_id: str, channel_id: str, thread_ts: str) -> bool:
+    """Whether the bot has answered in this thread: later replies there are follow-ups."""
+    answered = (
+        select(Message.id)
+        .join(Conversation)
+        .where(
+            Conversation.team_id == team_id,
+            Conversation.channel_id == channel_id,
+            Conversation.thread_ts == thread_ts,
+            Message.role == MessageRole.ASSISTANT,
+        )
+    )
+    return bool(session.scalar(select(exists(answered))))
+
+
+def open_escalation(
+    session: Session, conversation: Conversation, *, trigger: str, priority: str = "normal"
+) -> tuple[Escalation, bool]:
+    """Hand the thread to people; an escalation still open or claimed is reused.
+
+    Returns the escalation and whether it is new, so a second press of "Ask a person"
+    does not page anyone twice.
+    """
+    current = session.scalars(
+        select(Escalation).where(
+            Escalation.conversation_id == conversation.id,
+            Escalation.status != EscalationStatus.RESOLVED,
+        )
+    ).first()
+    if current is not None:
+        return current, False
+    escalation = Escalation(conversation=conversation, trigger=trigger, priority=priority)
+    conversation.state = ConversationState.ESCALATED
+    session.add(escalation)
+    session.flush()
+    return escalation, True
+
+
 def record_message(
     session: Session,
     conversation: Conversation,
@@ -176,13 +216,20 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
 
 
 def record_feedback(
-    session: Session, *, answer_id: int, user_id: str, value: int, reason: str | None = None
+    session: Session,
+    *,
+    answer_id: int,
+    user_id: str,
+    value: int,
+    reason: str | None = None,
+    reason_codes: Sequence[str] = (),
 ) -> Feedback:
     """One vote per user per answer: a second vote replaces the first.
 
     A vote without a reason keeps the reason given before (the 👎 modal stores the reason
-    after the button press that cast the vote).
+    after the button press that cast the vote). `reason_codes` are the quick reasons picked.
     """
+    codes = ",".join(reason_codes) or None
     if value not in (1, -1):
         raise ValueError(f"feedback value must be +1 or -1, got {value!r}")
     if session.get(Answer, answer_id) is None:
@@ -195,6 +242,7 @@ def record_feedback(
             "user_id": user_id,
             "value": value,
             "reason": reason,
+            "reason_codes": codes,
             "created_at": utcnow(),
             "updated_at": utcnow(),
         },
@@ -204,10 +252,14 @@ def record_feedback(
         .where(Feedback.answer_id == answer_id, Feedback.user_id == user_id)
         .execution_options(populate_existing=True)
     ).one()
-    if feedback.value != value or (reason is not None and feedback.reason != reason):
+    new_reason = reason is not None and feedback.reason != reason
+    new_codes = codes is not None and feedback.reason_codes != codes
+    if feedback.value != value or new_reason or new_codes:
         feedback.value = value
         if reason is not None:
             feedback.reason = reason
+        if codes is not None:
+            feedback.reason_codes = codes
         feedback.updated_at = utcnow()
         session.flush()
     return feedback

@@ -193,6 +193,28 @@ def test_a_vote_without_a_reason_keeps_the_reason_already_given(database: Databa
         assert kept.reason == "unclear"
 
 
+def test_the_modal_adds_reason_codes_and_text_to_the_vote_already_cast(
+    database: Database,
+) -> None:
+    answer_id = _record_answer(database)
+    with database.transaction() as session:
+        repository.record_feedback(session, answer_id=answer_id, user_id="U1", value=-1)
+    with database.transaction() as session:
+        repository.record_feedback(
+            session,
+            answer_id=answer_id,
+            user_id="U1",
+            value=-1,
+            reason="the limit changed in March",
+            reason_codes=["wrong", "out_of_date"],
+        )
+    with database.transaction() as session:
+        votes = session.scalars(select(Feedback)).all()
+        assert [(v.value, v.reason_codes, v.reason) for v in votes] == [
+            (-1, "wrong,out_of_date", "the limit changed in March")
+        ]
+
+
 def test_feedback_rejects_bad_values_and_unknown_answers(database: Database) -> None:
     answer_id = _record_answer(database)
     with database.transaction() as session, pytest.raises(ValueError, match=r"\+1 or -1"):
