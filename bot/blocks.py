@@ -1,0 +1,547 @@
+"""Block Kit for answers: pure builders from text to the dicts the Slack Web API takes.
+
+Slack's limits decide the shape. A section holds 3,000 characters, a message 50 blocks, and
+messages past about 12,000 characters of block text have been rejected, so a long answer is
+split over several messages (never cut) and only the last carries the sources and the
+feedback buttons. Lengths are counted in UTF-16 code units, which is never less than
+Python's `len`, so an answer full of emoji stays within the limits too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from bot.mrkdwn import escape, link, to_mrkdwn
+
+FEEDBACK_UP = "feedback_up"
+FEEDBACK_DOWN = "feedback_down"
+ASK_PERSON = "ask_person"
+FEEDBACK_REASON_VIEW = "feedback_reason"
+REASON_CHOICES: dict[str, str] = {
+    "wrong": "Wrong",
+    "out_of_date": "Out of date",
+    "unclear": "Unclear",
+    "incomplete": "Incomplete",
+}
+
+SECTION_LIMIT = 3_000
+MESSAGE_BLOCK_LIMIT = 50
+MESSAGE_TEXT_BUDGET = 11_000  # Slack documents no total, but rejected messages near 12,000
+FALLBACK_LIMIT = 3_000
+# While streaming, one message shows the start of the answer; this leaves room for the
+# cursor line, and in an error message for the apology.
+PARTIAL_ANSWER_BUDGET = 9_000
+SOURCES_BUDGET = 6_000
+SOURCE_FIELD_LIMIT = 150
+CURSOR = "▍"
+
+_REASONS_BLOCK, _REASONS_ACTION = "feedback_reasons", "reasons"
+_NOTE_BLOCK, _NOTE_ACTION = "feedback_note", "note"
+_NOTE_MAX_LENGTH = 2_000
+_PRIVATE_METADATA_LIMIT = 3_000
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+_SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+_MARKER_OPEN = re.compile(r"(?<![\w*_~])[*_~]+(?=[^\s*_~])")
+_MARKER_CLOSE = re.compile(r"(?<=[^\s*_~])[*_~]+(?![\w*_~])")
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """One message: `text` for notifications and screen readers, `blocks` for the display."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A cited policy as the Sources list shows it."""
+
+    title: str
+    section: str  # heading path "Title > Part > Subpart"
+    version: int
+    effective_from: date
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackReason:
+    """What the 👎 modal was sent back with."""
+
+    answer_id: int
+    channel_id: str
+    thread_ts: str
+    reasons: tuple[str, ...]  # keys of REASON_CHOICES, in the order shown
+    note: str | None
+
+
+def placeholder_message() -> SlackMessage:
+    """The sign posted at once, before retrieval and the model have done anything."""
+    return SlackMessage(text="Looking that up…", blocks=[_context(":mag: Looking that up…")])
+
+
+def streaming_message(markdown_so_far: str) -> SlackMessage:
+    """The answer so far with a cursor; always one valid message, however long the text."""
+    mrkdwn = to_mrkdwn(markdown_so_far)
+    # Text right after a closing ``` on its line confuses Slack, so the cursor gets its own.
+    mrkdwn = f"{mrkdwn}\n{CURSOR}" if mrkdwn.endswith("```") else f"{mrkdwn} {CURSOR}".lstrip()
+    shown, cut = _answer_start(mrkdwn)
+    blocks = [_section(chunk) for chunk in shown]
+    if cut:
+        blocks.append(_context(f"… {CURSOR}"))
+    text = _fallback("\n\n".join(shown)).removesuffix(CURSOR).rstrip()
+    return SlackMessage(text=text or "Looking that up…", blocks=blocks)
+
+
+def answer_messages(
+    markdown: str, sources: Sequence[SourceRef], answer_id: int
+) -> list[SlackMessage]:
+    """The finished answer as one or more messages; the last carries sources and buttons."""
+    chunks = _split_sections(to_mrkdwn(markdown))
+    tail = [{"type": "divider"}, *_sources_blocks(sources), _feedback_actions(answer_id)]
+    messages: list[list[dict[str, Any]]] = [[]]
+    texts: list[list[str]] = [[]]
+    for chunk in chunks:
+        section = _section(chunk)
+        if not _fits([*messages[-1], section]):
+            messages.append([])
+            texts.append([])
+        messages[-1].append(section)
+        texts[-1].append(chunk)
+    if not _fits([*messages[-1], *tail]):
+        messages.append([])
+        texts.append([])
+    messages[-1].extend(tail)
+    return [
+        SlackMessage(text=_fallback("\n\n".join(text)) or _tail_fallback(sources), blocks=blocks)
+        for blocks, text in zip(messages, texts, strict=True)
+    ]
+
+
+def error_message(reference: str, partial_markdown: str = "") -> SlackMessage:
+    """An apology that keeps what was already streamed, so nothing the user saw is lost."""
+    shown, cut = _answer_start(to_mrkdwn(partial_markdown))
+    blocks = [_section(chunk) for chunk in shown]
+    if cut:
+        blocks.append(_context("…"))
+    if blocks:
+        blocks.append({"type": "divider"})
+    # The reference goes in code format: it must stay one unbroken token to be searchable.
+    shown_reference = escape(_shorten(reference.replace("`", "").strip(), 100))
+    saved = (
+        f"Your question was saved (reference `{shown_reference}`)."
+        if shown_reference
+        else "Your question was saved."
+    )
+    blocks.append(
+        _section(
+            f":warning: Sorry, something went wrong while I was answering. {saved} "
+            "Please try again in a minute, or ask a dispatcher."
+        )
+    )
+    plain_reference = f" (reference {shown_reference})" if shown_reference else ""
+    text = (
+        f"Sorry, something went wrong while I was answering{plain_reference}. "
+        "Please try again in a minute, or ask a dispatcher."
+    )
+    return SlackMessage(text=text, blocks=blocks)
+
+
+def feedback_reason_modal(answer_id: int, channel_id: str, thread_ts: str) -> dict[str, Any]:
+    """The `views.open` view that asks what was wrong after a 👎."""
+    metadata = json.dumps(
+        {"answer_id": answer_id, "channel_id": channel_id, "thread_ts": thread_ts},
+        separators=(",", ":"),
+    )
+    if len(metadata) > _PRIVATE_METADATA_LIMIT:
+        raise ValueError(
+            f"channel_id and thread_ts are too long for a modal's private_metadata "
+            f"({len(metadata)} > {_PRIVATE_METADATA_LIMIT} characters)"
+        )
+    return {
+        "type": "modal",
+        "callback_id": FEEDBACK_REASON_VIEW,
+        "title": _plain_text("What was wrong?"),
+        "submit": _plain_text("Send"),
+        "close": _plain_text("Skip"),
+        "private_metadata": metadata,
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": _REASONS_BLOCK,
+                "optional": True,
+                "label": _plain_text("Pick any that apply"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": _REASONS_ACTION,
+                    "options": [
+                        {"text": _plain_text(label), "value": key}
+                        for key, label in REASON_CHOICES.items()
+                    ],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": _NOTE_BLOCK,
+                "optional": True,
+                "label": _plain_text("Anything to add?"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": _NOTE_ACTION,
+                    "multiline": True,
+                    "max_length": _NOTE_MAX_LENGTH,
+                    "placeholder": _plain_text("What should the answer have said?"),
+                },
+            },
+        ],
+    }
+
+
+def parse_feedback_reason(view: dict[str, Any]) -> FeedbackReason:
+    """Read a submitted feedback modal; a view that is not one raises ValueError."""
+    if not isinstance(view, dict):
+        raise ValueError(f"expected the view of a view_submission payload, got {type(view)}")
+    if view.get("callback_id") != FEEDBACK_REASON_VIEW:
+        raise ValueError(
+            f"not a feedback reason view: callback_id is {view.get('callback_id')!r}, "
+            f"expected {FEEDBACK_REASON_VIEW!r}"
+        )
+    answer_id, channel_id, thread_ts = _metadata(view.get("private_metadata"))
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    if not isinstance(values, dict):
+        raise ValueError("the feedback reason view has no state.values to read")
+    return FeedbackReason(
+        answer_id=answer_id,
+        channel_id=channel_id,
+        thread_ts=thread_ts,
+        reasons=_selected_reasons(_input_state(values, _REASONS_BLOCK, _REASONS_ACTION)),
+        note=_note(_input_state(values, _NOTE_BLOCK, _NOTE_ACTION)),
+    )
+
+
+def feedback_ack_text(value: int) -> str:
+    """The ephemeral thanks after 👍 (1) or 👎 (-1)."""
+    if value == 1:
+        return "Thanks for the feedback, glad it helped."
+    if value == -1:
+        return "Thanks for the feedback. We review answers marked 👎 to make them better."
+    raise ValueError(f"feedback value must be 1 (👍) or -1 (👎), got {value!r}")
+
+
+def reason_ack_text(reason: FeedbackReason) -> str:
+    """The ephemeral thanks after the 👎 modal; it names the reasons, never echoes the note."""
+    if not reason.reasons and reason.note is None:
+        return "Thanks for the feedback."
+    parts = ["Thanks, that helps us fix the answer."]
+    if reason.reasons:
+        labels = ", ".join(REASON_CHOICES[key].lower() for key in reason.reasons)
+        parts.append(f"Noted: {labels}.")
+    if reason.note is not None:
+        parts.append("Your note was passed on.")
+    return " ".join(parts)
+
+
+def _answer_start(mrkdwn: str) -> tuple[list[str], bool]:
+    """The sections that fit one message, and whether anything was left out."""
+    chunks = _split_sections(mrkdwn)
+    shown: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += _slack_len(chunk)
+        if size > PARTIAL_ANSWER_BUDGET:
+            break
+        shown.append(chunk)
+    return shown, len(shown) < len(chunks)
+
+
+def _sources_blocks(sources: Sequence[SourceRef]) -> list[dict[str, Any]]:
+    if not sources:
+        return []
+    lines = ["*Sources*"]
+    size = len(lines[0])
+    for number, source in enumerate(sources, 1):
+        line = _source_line(number, source)
+        size += _slack_len(line) + 1
+        if size > SOURCES_BUDGET:
+            # Only a pathological list gets here; the numbers shown still match the answer.
+            lines.append(f"…and {len(sources) - number + 1} more")
+            break
+        lines.append(line)
+    return [_section(chunk) for chunk in _split_sections("\n".join(lines))]
+
+
+def _source_line(number: int, source: SourceRef) -> str:
+    title = _shorten(" ".join(source.title.split()) or "Untitled", SOURCE_FIELD_LIMIT)
+    label = link(source.url, title) if source.url else escape(title)
+    head = f"{number}. *{label}*"
+    section = _specific_section(source.title, source.section)
+    if section:
+        head += f" › {escape(_shorten(section, SOURCE_FIELD_LIMIT))}"
+    return f"{head} · v{source.version} · effective since {_day(source.effective_from)}"
+
+
+def _day(day: date) -> str:
+    # "1 Mar 2026" whatever the locale; strftime's %b follows it.
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def _specific_section(title: str, section: str) -> str:
+    # The path starts with the document title, which the line already shows.
+    parts = [part.strip() for part in re.split(r"\s+>\s+|›", section) if part.strip()]
+    if parts and parts[0].casefold() == title.strip().casefold():
+        parts = parts[1:]
+    return " › ".join(parts[-2:])
+
+
+def _feedback_actions(answer_id: int) -> dict[str, Any]:
+    value = str(answer_id)
+    return {
+        "type": "actions",
+        "block_id": f"answer:{answer_id}",
+        "elements": [
+            _button("👍", FEEDBACK_UP, value, "This answer helped"),
+            _button("👎", FEEDBACK_DOWN, value, "This answer did not help"),
+            _button("Ask a person", ASK_PERSON, value, "Ask a dispatcher instead"),
+        ],
+    }
+
+
+def _button(text: str, action_id: str, value: str, accessibility_label: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": _plain_text(text),
+        "value": value,
+        "accessibility_label": accessibility_label,
+    }
+
+
+def _metadata(raw: object) -> tuple[int, str, str]:
+    if not isinstance(raw, str):
+        raise ValueError("the feedback reason view has no private_metadata")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the view's private_metadata is not JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError("the view's private_metadata is not a JSON object")
+    answer_id = metadata.get("answer_id")
+    channel_id = metadata.get("channel_id")
+    thread_ts = metadata.get("thread_ts")
+    if isinstance(answer_id, bool) or not isinstance(answer_id, int):
+        raise ValueError(f"private_metadata.answer_id must be an integer, got {answer_id!r}")
+    if not isinstance(channel_id, str) or not channel_id:
+        raise ValueError(f"private_metadata.channel_id must be a channel id, got {channel_id!r}")
+    if not isinstance(thread_ts, str) or not thread_ts:
+        raise ValueError(f"private_metadata.thread_ts must be a message ts, got {thread_ts!r}")
+    return answer_id, channel_id, thread_ts
+
+
+def _input_state(values: dict[str, Any], block_id: str, action_id: str) -> dict[str, Any]:
+    # Both inputs are optional, so an absent entry reads as left empty.
+    block = values.get(block_id, {})
+    state = block.get(action_id, {}) if isinstance(block, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"state.values.{block_id}.{action_id} is not an object")
+    return state
+
+
+def _selected_reasons(state: dict[str, Any]) -> tuple[str, ...]:
+    options = state.get("selected_options") or []
+    if not isinstance(options, list):
+        raise ValueError("the reasons' selected_options is not a list")
+    chosen: set[str] = set()
+    for option in options:
+        value = option.get("value") if isinstance(option, dict) else None
+        if value not in REASON_CHOICES:
+            raise ValueError(
+                f"unknown feedback reason {value!r}; expected one of {list(REASON_CHOICES)}"
+            )
+        chosen.add(value)
+    return tuple(key for key in REASON_CHOICES if key in chosen)
+
+
+def _note(state: dict[str, Any]) -> str | None:
+    value = state.get("value")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"the note's value must be text, got {type(value).__name__}")
+    return value.strip() or None
+
+
+def _fits(blocks: list[dict[str, Any]]) -> bool:
+    return (
+        len(blocks) <= MESSAGE_BLOCK_LIMIT
+        and sum(_block_text_length(block) for block in blocks) <= MESSAGE_TEXT_BUDGET
+    )
+
+
+def _block_text_length(node: object) -> int:
+    """All the text a block shows (sections, buttons, context), as Slack would count it."""
+    if isinstance(node, dict):
+        return sum(
+            _slack_len(value)
+            if key == "text" and isinstance(value, str)
+            else _block_text_length(value)
+            for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return sum(_block_text_length(item) for item in node)
+    return 0
+
+
+def _split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Pack paragraphs into sections of at most `limit`; split a paragraph only when it must."""
+    chunks: list[str] = []
+    current, size = "", 0
+    for paragraph in _paragraphs(mrkdwn):
+        for piece in _split_paragraph(paragraph, limit):
+            piece_size = _slack_len(piece)
+            if current and size + 2 + piece_size <= limit:
+                current, size = f"{current}\n\n{piece}", size + 2 + piece_size
+            else:
+                if current:
+                    chunks.append(current)
+                current, size = piece, piece_size
+    if current:
+        chunks.append(current)
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+def _paragraphs(mrkdwn: str) -> Iterator[str]:
+    # A blank line inside a code block does not end the paragraph: the block stays whole.
+    lines: list[str] = []
+    in_fence = False
+    for line in mrkdwn.split("\n"):
+        if line.startswith("```"):
+            in_fence = not in_fence
+        if line.strip() or in_fence:
+            lines.append(line)
+        elif lines:
+            yield "\n".join(lines)
+            lines = []
+    if lines:
+        yield "\n".join(lines)
+
+
+def _split_paragraph(paragraph: str, limit: int) -> list[str]:
+    """Split at line ends, closing a code block at the cut and reopening it after."""
+    if _slack_len(paragraph) <= limit:
+        return [paragraph]
+    pieces: list[str] = []
+    lines: list[str] = []
+    size = 0
+    fence_open = False  # at the end of `lines`
+    # Room for "```\n" before and "\n```" after a line, when it must stand alone in a block.
+    line_limit = limit - 8
+
+    def flush() -> None:
+        nonlocal lines, size
+        if lines and lines != ["```"]:  # never an empty code block
+            pieces.append("\n".join([*lines, "```"] if fence_open else lines))
+        lines = ["```"] if fence_open else []
+        size = 3 if fence_open else 0
+
+    for line in paragraph.split("\n"):
+        toggles = line.startswith("```")
+        line_size = _slack_len(line)
+        if line_size > line_limit:
+            flush()
+            parts = _split_words(line, line_limit)
+            for part in parts[:-1]:
+                pieces.append(f"```\n{part}\n```" if fence_open else part)
+            if parts:
+                lines.append(parts[-1])
+                size += (1 if size else 0) + _slack_len(parts[-1])
+            fence_open = fence_open != toggles
+            continue
+        opens = fence_open != toggles
+        # An open fence keeps room for its closing line, so closing always fits.
+        if lines and size + 1 + line_size + (4 if opens else 0) > limit:
+            flush()
+        size += (1 if lines else 0) + line_size
+        lines.append(line)
+        fence_open = opens
+    if lines and lines != ["```"]:
+        pieces.append("\n".join(lines))
+    return pieces
+
+
+def _split_words(text: str, limit: int) -> list[str]:
+    """Cut a long line at spaces (or anywhere, if it has none) into parts of at most `limit`."""
+    parts: list[str] = []
+    while _slack_len(text) > limit:
+        cut = _cut_index(text, limit)
+        head, text = text[:cut].rstrip(), text[cut:].lstrip()
+        if head:
+            parts.append(head)
+    if text.strip():
+        parts.append(text)
+    return parts
+
+
+def _cut_index(text: str, limit: int) -> int:
+    end = _prefix_within(text, limit)
+    space = end
+    while (space := text.rfind(" ", 0, space)) > 0:
+        if text.rfind("<", 0, space) <= text.rfind(">", 0, space):
+            return space  # not inside a <url|label> link
+    cut = end
+    # No space to cut at: still never cut an entity like &amp; or a link in half.
+    ampersand = text.rfind("&", max(0, cut - 4), cut)
+    if ampersand > 0 and ";" not in text[ampersand:cut]:
+        cut = ampersand
+    opening = text.rfind("<", 0, cut)
+    closing = text.find(">", opening)
+    if opening > 0 and (closing < 0 or closing >= cut):
+        cut = opening
+    return max(cut, 1)
+
+
+def _prefix_within(text: str, limit: int) -> int:
+    end = min(len(text), limit)
+    while end > 1 and (excess := _slack_len(text[:end]) - limit) > 0:
+        end -= excess
+    return max(end, 1)
+
+
+def _slack_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fallback(mrkdwn: str) -> str:
+    """Plain text for notifications: links shown by their labels, formatting marks dropped."""
+    plain = _SLACK_LINK.sub(lambda m: m.group(2) or m.group(1), mrkdwn)
+    plain = _MARKER_CLOSE.sub("", _MARKER_OPEN.sub("", plain.replace("`", "")))
+    plain = re.sub(r"\n{3,}", "\n\n", plain).strip()
+    if _slack_len(plain) <= FALLBACK_LIMIT:
+        return plain
+    return plain[: _cut_index(plain, FALLBACK_LIMIT - 1)].rstrip() + "…"
+
+
+def _tail_fallback(sources: Sequence[SourceRef]) -> str:
+    return "Sources and feedback for this answer" if sources else "Was this answer helpful?"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _context(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
+
+
+def _plain_text(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
