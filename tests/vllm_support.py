@@ -1,5 +1,5 @@
-"""Helpers of the serving tests: the test server's settings, a client factory, and socket
-servers that stand in for broken endpoints. conftest.py turns them into fixtures."""
+"""Helpers of the tests that use the model: the test server's settings, a client factory,
+and socket servers that stand in for broken endpoints. conftest.py turns them into fixtures."""
 
 from __future__ import annotations
 

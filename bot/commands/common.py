@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from rich.console import Console
 
+from bot.services import Services, open_services
+from retrieval.errors import RetrievalError, StoreUnavailableError
+from store.schema import SchemaOutOfDate
 from store.settings import Settings
 
 stderr = Console(stderr=True, soft_wrap=True)  # one error, one line: easy to grep
@@ -25,3 +31,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print an actionable error without a traceback and exit."""
     stderr.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def command_services(settings: Settings) -> Iterator[Services]:
+    """`open_services` for a command: a store or collection that is not ready ends it clearly."""
+    try:
+        with open_services(settings) as services:
+            yield services
+    except (SchemaOutOfDate, StoreUnavailableError) as error:
+        fail(str(error), EXIT_UNAVAILABLE)
+    except RetrievalError as error:
+        fail(str(error))
+    except (ResponseHandlingException, UnexpectedResponse) as error:
+        fail(f"the Qdrant server failed the request: {error}", EXIT_UNAVAILABLE)

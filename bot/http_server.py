@@ -1,0 +1,118 @@
+"""HTTP mode: Slack's Events API and interactivity at /slack/events, and GET /healthz.
+
+A threaded server from the standard library: each request gets a thread, Bolt acknowledges
+within milliseconds and the answers run on the app's own worker pool, so one slow answer
+never holds up the acknowledgement of another event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from urllib.parse import urlsplit
+
+from slack_bolt import App, BoltRequest
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+# Slack's largest payloads (a modal submission, a long message event) are tens of KB.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class SlackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        super().__init__(address, _SlackRequestHandler)
+        self.app = app
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class _SlackRequestHandler(BaseHTTPRequestHandler):
+    server: SlackHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "dispatchbot"
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == HEALTH_PATH:
+            self._respond(HTTPStatus.OK, json.dumps({"status": "ok"}), "application/json")
+        else:
+            self._respond(HTTPStatus.NOT_FOUND, "not found")
+
+    def do_POST(self) -> None:
+        target = urlsplit(self.path)
+        if target.path != EVENTS_PATH:
+            self._respond(HTTPStatus.NOT_FOUND, "not found")
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        request = BoltRequest(body=body, query=target.query, headers=dict(self.headers.items()))
+        response = self.server.app.dispatch(request)
+        headers = {name: values[0] for name, values in response.headers.items() if values}
+        self._respond(response.status, response.body, extra_headers=headers)
+
+    def _read_body(self) -> str | None:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None or not length_header.isdigit():
+            self._respond(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+            return None
+        length = int(length_header)
+        if length > MAX_BODY_BYTES:
+            self._respond(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+            self.close_connection = True  # the unread body must not be taken for a request
+            return None
+        try:
+            return self.rfile.read(length).decode("utf-8")
+        except UnicodeDecodeError:
+            self._respond(HTTPStatus.BAD_REQUEST, "request body is not UTF-8")
+            return None
+
+    def _respond(
+        self,
+        status: int,
+        body: str,
+        content_type: str = "text/plain; charset=utf-8",
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = body.encode("utf-8")
+        headers = {"content-type": content_type}
+        headers.update((name.lower(), value) for name, value in (extra_headers or {}).items())
+        headers["content-length"] = str(len(payload))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+
+def serve_until_stopped(server: SlackHTTPServer) -> None:
+    """Serve until SIGTERM or Ctrl-C, then stop taking requests."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return, so not from its own thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        signal.signal(signal.SIGTERM, previous)

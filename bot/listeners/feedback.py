@@ -1,0 +1,129 @@
+"""👍 / 👎 on an answer, and the "what was wrong?" modal that a 👎 opens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.blocks import (
+    FEEDBACK_DOWN,
+    FEEDBACK_REASON_VIEW,
+    FEEDBACK_UP,
+    feedback_ack_text,
+    feedback_reason_modal,
+    parse_feedback_reason,
+    reason_ack_text,
+)
+from bot.listeners.actions import ButtonClick
+from bot.middleware import REQUEST_ID
+from bot.services import Services
+from store import repository
+
+logger = logging.getLogger(__name__)
+
+GONE = "That answer is no longer on record, so the vote was not counted."
+NOT_SAVED = (
+    "Sorry, I couldn't save that just now (reference `{reference}`). Please try again in a minute."
+)
+
+
+def register(app: App, services: Services, ack: Callable[..., None]) -> None:
+    def vote_up(
+        body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        click = ButtonClick.from_body(body, action)
+        asker = _Asker.of(client, click)
+        if _store_vote(services, asker, context, click.answer_id, value=1):
+            asker.tell(feedback_ack_text(1))
+
+    def vote_down(
+        body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        click = ButtonClick.from_body(body, action)
+        # The modal first: its trigger_id expires 3 s after the click.
+        if click.trigger_id:
+            client.views_open(
+                trigger_id=click.trigger_id,
+                view=feedback_reason_modal(click.answer_id, click.channel_id, click.thread_ts),
+            )
+        # The vote counts even if the modal is dismissed.
+        _store_vote(services, _Asker.of(client, click), context, click.answer_id, value=-1)
+
+    def store_reason(
+        body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        reason = parse_feedback_reason(view)
+        asker = _Asker(client, reason.channel_id, str(body["user"]["id"]), reason.thread_ts)
+        stored = _store_vote(
+            services,
+            asker,
+            context,
+            reason.answer_id,
+            value=-1,
+            reason=reason.note,
+            reason_codes=reason.reasons,
+        )
+        if stored:
+            asker.tell(reason_ack_text(reason))
+
+    app.action(FEEDBACK_UP)(ack=ack, lazy=[vote_up])
+    app.action(FEEDBACK_DOWN)(ack=ack, lazy=[vote_down])
+    app.view(FEEDBACK_REASON_VIEW)(ack=ack, lazy=[store_reason])
+
+
+@dataclass(frozen=True)
+class _Asker:
+    """Who gave the feedback and where: notes go to them only, in that thread."""
+
+    client: WebClient
+    channel_id: str
+    user_id: str
+    thread_ts: str
+
+    @classmethod
+    def of(cls, client: WebClient, click: ButtonClick) -> _Asker:
+        return cls(client, click.channel_id, click.user_id, click.thread_ts)
+
+    def tell(self, text: str) -> None:
+        self.client.chat_postEphemeral(
+            channel=self.channel_id, user=self.user_id, thread_ts=self.thread_ts, text=text
+        )
+
+
+def _store_vote(
+    services: Services,
+    asker: _Asker,
+    context: BoltContext,
+    answer_id: int,
+    *,
+    value: int,
+    reason: str | None = None,
+    reason_codes: Sequence[str] = (),
+) -> bool:
+    """Record the vote; on failure tell the user why, and return False."""
+    try:
+        with services.database.transaction() as session:
+            repository.record_feedback(
+                session,
+                answer_id=answer_id,
+                user_id=asker.user_id,
+                value=value,
+                reason=reason,
+                reason_codes=reason_codes,
+            )
+    except LookupError:
+        asker.tell(GONE)
+        return False
+    except SQLAlchemyError:
+        reference = str(context.get(REQUEST_ID))
+        logger.exception("could not store feedback request=%s", reference)
+        asker.tell(NOT_SAVED.format(reference=reference))
+        return False
+    logger.info("feedback answer=%d value=%d reasons=%s", answer_id, value, ",".join(reason_codes))
+    return True

@@ -1,0 +1,66 @@
+"""What the Slack app and `ask` need to answer: the store, retrieval and the model, built once.
+
+The embedding model and the Qdrant client are loaded here, once per process: local Qdrant
+locks its folder to one client, and loading the embedder takes seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from retrieval.client import open_qdrant
+from retrieval.collection import require_collection
+from retrieval.embedding import load_embedder
+from retrieval.search import PolicySearch
+from serving.assistant import Assistant, AssistantSettings
+from serving.llm_client import ModelClient
+from store.database import Database
+from store.schema import open_current_database
+from store.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    database: Database
+    assistant: Assistant
+
+
+def assistant_settings(settings: Settings) -> AssistantSettings:
+    return AssistantSettings(
+        k=settings.search_k,
+        min_relevance=settings.answer_min_relevance,
+        context_tokens=settings.llm_context_tokens,
+        reserved_for_answer=settings.llm_max_tokens,
+        history_turns=settings.answer_history_turns,
+    )
+
+
+@contextmanager
+def open_services(settings: Settings) -> Iterator[Services]:
+    """Open the store, the policy collection and the model client; close them on exit.
+
+    Raises `SchemaOutOfDate` and retrieval errors (`StoreUnavailableError`,
+    `NothingIngestedError`, ...) with messages that say what to do.
+    """
+    database = open_current_database(settings.database_url)
+    try:
+        with open_qdrant(settings) as client:
+            embedder = load_embedder(settings.embedding_model)
+            require_collection(
+                client, settings.qdrant_collection, embedder.dimension, embedder.name
+            )
+            search = PolicySearch(
+                client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
+            )
+            assistant = Assistant(
+                search=search,
+                model=ModelClient.from_settings(settings),
+                database=database,
+                settings=assistant_settings(settings),
+            )
+            yield Services(settings=settings, database=database, assistant=assistant)
+    finally:
+        database.dispose()

@@ -1,0 +1,149 @@
+"""The bot as Slack meets it: the real Bolt app over real HTTP, the real assistant (Qdrant
+in memory, the real embedder, the real vLLM, a real store), and a mock Slack Web API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import QdrantClient
+from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
+from vllm_support import RunningServer, make_client
+
+from bot.app import Mode, answer_executor, create_app
+from bot.http_server import EVENTS_PATH, SlackHTTPServer
+from bot.services import Services
+from retrieval.chunking import ChunkingOptions
+from retrieval.embedding import load_embedder
+from retrieval.ingest import ingest_files
+from retrieval.search import PolicySearch
+from serving.assistant import Assistant, AssistantSettings
+from store import schema
+from store.database import Database
+from store.settings import Settings
+
+POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+CORPUS = ["load-approval.md", "service-slas.md", "hazmat-handling.md", "ticket-priorities.md"]
+COLLECTION = "policies"
+
+
+@pytest.fixture(scope="session")
+def policy_search() -> Iterator[PolicySearch]:
+    embedder = load_embedder("all-MiniLM-L6-v2")
+    client = QdrantClient(":memory:")
+    ingest_files(
+        [POLICIES / name for name in CORPUS],
+        client=client,
+        collection=COLLECTION,
+        embedder=embedder,
+        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
+    )
+    yield PolicySearch(client, COLLECTION, embedder)
+    client.close()
+
+
+@pytest.fixture
+def mock_slack() -> Iterator[MockSlack]:
+    mock = MockSlack().start()
+    yield mock
+    mock.stop()
+
+
+@dataclass
+class RunningBot:
+    slack: MockSlack
+    send: SlackSender
+    database: Database
+    settings: Settings
+    url: str
+
+
+@dataclass
+class BotParts:
+    settings: Settings
+    database: Database
+    services: Services
+    executor: ThreadPoolExecutor
+
+
+MakeParts = Callable[..., BotParts]
+StartBot = Callable[..., RunningBot]
+
+
+@pytest.fixture
+def make_parts(
+    mock_slack: MockSlack,
+    policy_search: PolicySearch,
+    vllm_server: RunningServer,
+    sqlite_url: str,
+) -> Iterator[MakeParts]:
+    """What the bot runs on: settings pointing at the mock Slack, a migrated store, the
+    assistant on the test vLLM. Keyword arguments override settings; `endpoints` and
+    `database_url` pick the model endpoints and the store."""
+    made: list[BotParts] = []
+
+    def make(
+        *,
+        endpoints: list[str] | None = None,
+        database_url: str | None = None,
+        max_tokens: int = 48,
+        **overrides: Any,
+    ) -> BotParts:
+        values: dict[str, Any] = {
+            "database_url": database_url or sqlite_url,
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_api_url": mock_slack.api_url,
+            "slack_update_interval_s": 0.3,
+        }
+        settings = Settings(_env_file=None, **(values | overrides))
+        database = Database(settings.database_url)
+        schema.upgrade(database)
+        assistant = Assistant(
+            search=policy_search,
+            model=make_client(
+                endpoints or [vllm_server.base_url], max_tokens=max_tokens, read_timeout_s=60
+            ),
+            database=database,
+            settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=max_tokens),
+        )
+        parts = BotParts(
+            settings, database, Services(settings, database, assistant), answer_executor(settings)
+        )
+        made.append(parts)
+        return parts
+
+    yield make
+    for parts in made:
+        parts.executor.shutdown(wait=True)  # answers under way finish before the store closes
+        parts.database.dispose()
+
+
+@pytest.fixture
+def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot]:
+    """Start the bot in HTTP mode on a free port (arguments: those of `make_parts`)."""
+    servers: list[SlackHTTPServer] = []
+
+    def start(**options: Any) -> RunningBot:
+        parts = make_parts(**options)
+        app = create_app(parts.services, Mode.HTTP, parts.executor)
+        server = SlackHTTPServer(("127.0.0.1", 0), app)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return RunningBot(
+            slack=mock_slack,
+            send=SlackSender(server.url + EVENTS_PATH),
+            database=parts.database,
+            settings=parts.settings,
+            url=server.url,
+        )
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
