@@ -69,6 +69,7 @@ class AssistantAnswer:
 
     answer_id: int
     conversation_id: int
+    question_message_id: int
     text: str
     citations: list[SearchResult]
     needs_human: bool
@@ -107,6 +108,7 @@ class AssistantStream:
 @dataclass
 class _Turn:
     conversation_id: int
+    question_message_id: int
     reply_ts: str | None
     history: list[HistoryTurn] = field(default_factory=list)
 
@@ -240,10 +242,10 @@ class Assistant:
                 user_id=user_id,
             )
             history = _history(conversation, self._settings.history_turns)
-            repository.record_user_message(
+            asked = repository.record_user_message(
                 session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
             )
-            return _Turn(conversation.id, reply_ts, history)
+            return _Turn(conversation.id, asked.id, reply_ts, history)
 
     def _store_answer(
         self,
@@ -275,6 +277,7 @@ class Assistant:
         return AssistantAnswer(
             answer_id=answer_id,
             conversation_id=turn.conversation_id,
+            question_message_id=turn.question_message_id,
             text=record.text,
             citations=list(cited),
             needs_human=record.needs_human,
@@ -342,6 +345,8 @@ def _citation_record(result: SearchResult) -> CitationRecord:
         score=result.score,
         title=result.title,
         section=result.section,
+        effective_from=result.effective_from,
+        url=result.url,
     )
 
 

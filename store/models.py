@@ -6,7 +6,7 @@ compares these models with the migrated database and fails on any drift.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -56,6 +57,19 @@ class EscalationStatus(StrEnum):
     OPEN = "open"
     CLAIMED = "claimed"
     RESOLVED = "resolved"
+
+
+class EscalationTrigger(StrEnum):
+    BUTTON = "button"  # "Ask a person" under an answer
+    ASKED = "asked"  # "get me a dispatcher", in words
+    WEAK_EVIDENCE = "weak_evidence"  # no current policy covers the question
+    SENSITIVE = "sensitive"  # accident, injury, spill, police, theft, threat...
+    SECOND_DOWNVOTE = "second_downvote"  # a second 👎 in the same thread
+
+
+class EscalationPriority(StrEnum):
+    NORMAL = "normal"
+    HIGH = "high"
 
 
 class ModelVersionStatus(StrEnum):
@@ -193,6 +207,9 @@ class Citation(Base):
     section: Mapped[str | None] = mapped_column(String(1024))
     score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int] = mapped_column(SmallInteger)
+    # What a card or an audit shows of the source without going back to Qdrant.
+    effective_from: Mapped[date | None] = mapped_column(Date)
+    url: Mapped[str | None] = mapped_column(String(1024))
 
     answer: Mapped[Answer] = relationship(back_populates="citations")
 
@@ -239,8 +256,21 @@ class Escalation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
+    # Who asked, the question, and the bot's draft answer if it wrote one.
+    requested_by: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    question_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id", ondelete="SET NULL"))
+    # The card in the on-call channel, so claims and reminders update the one people see.
+    card_channel: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    card_ts: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    reminders_sent: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    last_reminded_at: Mapped[datetime | None] = mapped_column()
 
     conversation: Mapped[Conversation] = relationship(back_populates="escalations")
+    question_message: Mapped[Message | None] = relationship(foreign_keys=[question_message_id])
+    answer: Mapped[Answer | None] = relationship(foreign_keys=[answer_id])
 
 
 class SlackEvent(Base):

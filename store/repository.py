@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, exists, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,9 @@ from store.models import (
     Conversation,
     ConversationState,
     Escalation,
+    EscalationPriority,
     EscalationStatus,
+    EscalationTrigger,
     Feedback,
     Message,
     MessageRole,
@@ -39,6 +42,8 @@ class CitationRecord:
     score: float
     title: str | None = None
     section: str | None = None
+    effective_from: date | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,42 +112,171 @@ def find_or_open_conversation(
     return conversation
 
 
-def bot_answered_in(session: Session, *, team_id: str, channel_id: str, thread_ts: str) -> bool:
-    """Whether the bot has answered in this thread: later replies there are follow-ups."""
-    answered = (
-        select(Message.id)
-        .join(Conversation)
-        .where(
-            Conversation.team_id == team_id,
-            Conversation.channel_id == channel_id,
-            Conversation.thread_ts == thread_ts,
-            Message.role == MessageRole.ASSISTANT,
-        )
-    )
-    return bool(session.scalar(select(exists(answered))))
+class EscalationStateError(Exception):
+    """A claim or resolve that the escalation's state does not allow; the message says why."""
 
 
 def open_escalation(
-    session: Session, conversation: Conversation, *, trigger: str, priority: str = "normal"
+    session: Session,
+    conversation: Conversation,
+    *,
+    trigger: EscalationTrigger,
+    priority: EscalationPriority = EscalationPriority.NORMAL,
+    requested_by: str | None = None,
+    question_message_id: int | None = None,
+    answer_id: int | None = None,
 ) -> tuple[Escalation, bool]:
     """Hand the thread to people; an escalation still open or claimed is reused.
 
-    Returns the escalation and whether it is new, so a second press of "Ask a person"
-    does not page anyone twice.
+    Returns the escalation and whether it is new, so a second trigger in the same thread
+    does not page anyone twice. The thread is escalated: the bot stays silent in it.
     """
-    current = session.scalars(
-        select(Escalation).where(
-            Escalation.conversation_id == conversation.id,
-            Escalation.status != EscalationStatus.RESOLVED,
-        )
-    ).first()
+    current = find_unresolved_escalation(session, conversation.id)
     if current is not None:
         return current, False
-    escalation = Escalation(conversation=conversation, trigger=trigger, priority=priority)
+    escalation = Escalation(
+        conversation=conversation,
+        trigger=trigger.value,
+        priority=priority.value,
+        requested_by=requested_by,
+        question_message_id=question_message_id,
+        answer_id=answer_id,
+    )
     conversation.state = ConversationState.ESCALATED
     session.add(escalation)
     session.flush()
     return escalation, True
+
+
+def find_unresolved_escalation(session: Session, conversation_id: int) -> Escalation | None:
+    return session.scalars(
+        select(Escalation)
+        .where(
+            Escalation.conversation_id == conversation_id,
+            Escalation.status != EscalationStatus.RESOLVED,
+        )
+        .order_by(Escalation.id)
+    ).first()
+
+
+def set_escalation_card(session: Session, escalation_id: int, *, channel: str, ts: str) -> None:
+    escalation = session.get_one(Escalation, escalation_id)
+    escalation.card_channel, escalation.card_ts = channel, ts
+    session.flush()
+
+
+def claim_escalation(
+    session: Session, escalation_id: int, assignee: str
+) -> tuple[Escalation, bool]:
+    """Assign the escalation; True when this call claimed it (a second click changes nothing)."""
+    escalation = _escalation_for_update(session, escalation_id)
+    if escalation.status is EscalationStatus.RESOLVED:
+        raise EscalationStateError("it is already resolved")
+    if escalation.status is EscalationStatus.CLAIMED and escalation.assignee != assignee:
+        raise EscalationStateError(f"<@{escalation.assignee}> has already claimed it")
+    if escalation.status is not EscalationStatus.OPEN:
+        return escalation, False
+    escalation.status = EscalationStatus.CLAIMED
+    escalation.assignee = assignee
+    escalation.claimed_at = utcnow()
+    session.flush()
+    return escalation, True
+
+
+def resolve_escalation(
+    session: Session, escalation_id: int, *, resolution: str, resolved_by: str
+) -> Escalation:
+    """Store the final answer and give the thread back to the bot."""
+    escalation = _escalation_for_update(session, escalation_id)
+    if escalation.status is EscalationStatus.RESOLVED:
+        raise EscalationStateError("it is already resolved")
+    now = utcnow()
+    if escalation.assignee is None:  # resolved without a claim: the resolver owned it
+        escalation.assignee = resolved_by
+        escalation.claimed_at = now
+    escalation.status = EscalationStatus.RESOLVED
+    escalation.resolution = resolution
+    escalation.resolved_at = now
+    escalation.conversation.state = ConversationState.BOT
+    session.flush()
+    return escalation
+
+
+def escalations_due_reminder(
+    session: Session, *, unclaimed_for: timedelta, max_reminders: int
+) -> list[Escalation]:
+    """Open escalations unclaimed for `unclaimed_for` since they were posted or reminded."""
+    cutoff = utcnow() - unclaimed_for
+    last_nudge = func.coalesce(Escalation.last_reminded_at, Escalation.created_at)
+    return list(
+        session.scalars(
+            select(Escalation)
+            .where(
+                Escalation.status == EscalationStatus.OPEN,
+                Escalation.reminders_sent < max_reminders,
+                last_nudge <= cutoff,
+            )
+            .order_by(Escalation.created_at)
+        )
+    )
+
+
+def take_reminder(session: Session, escalation_id: int, *, sent_so_far: int) -> bool:
+    """Count one more reminder, unless another replica already did: True if this one may send."""
+    result = session.execute(
+        update(Escalation)
+        .where(
+            Escalation.id == escalation_id,
+            Escalation.reminders_sent == sent_so_far,
+            Escalation.status == EscalationStatus.OPEN,
+        )
+        .values(reminders_sent=sent_so_far + 1, last_reminded_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def list_escalations(session: Session, status: EscalationStatus | None = None) -> list[Escalation]:
+    query = select(Escalation).order_by(Escalation.created_at)
+    if status is not None:
+        query = query.where(Escalation.status == status)
+    return list(session.scalars(query))
+
+
+def last_reply_by(session: Session, conversation_id: int, user_id: str) -> Message | None:
+    """The latest message a person (not the bot) wrote in the thread."""
+    return session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.user_id == user_id,
+            Message.role == MessageRole.HUMAN,
+        )
+        .order_by(Message.id.desc())
+    ).first()
+
+
+def downvotes_in_thread(session: Session, conversation_id: int) -> int:
+    """👎 votes on the bot's answers in the thread, one per person per answer."""
+    return (
+        session.scalar(
+            select(func.count(Feedback.id))
+            .join(Answer, Feedback.answer_id == Answer.id)
+            .join(Message, Answer.message_id == Message.id)
+            .where(Message.conversation_id == conversation_id, Feedback.value == -1)
+        )
+        or 0
+    )
+
+
+def _escalation_for_update(session: Session, escalation_id: int) -> Escalation:
+    # Row lock on PostgreSQL, so two people clicking Claim at once are served in turn.
+    escalation = session.scalars(
+        select(Escalation).where(Escalation.id == escalation_id).with_for_update()
+    ).one_or_none()
+    if escalation is None:
+        raise LookupError(f"escalation {escalation_id} does not exist")
+    return escalation
 
 
 def record_message(
@@ -204,6 +338,8 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
                 chunk_id=citation.chunk_id,
                 title=citation.title,
                 section=citation.section,
+                effective_from=citation.effective_from,
+                url=citation.url,
                 score=citation.score,
                 rank=rank,
             )

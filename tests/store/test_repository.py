@@ -16,6 +16,9 @@ from store.models import (
     Citation,
     Conversation,
     ConversationState,
+    Escalation,
+    EscalationStatus,
+    EscalationTrigger,
     Feedback,
     Message,
     MessageRole,
@@ -260,3 +263,63 @@ def test_deleting_a_conversation_removes_its_rows(database: Database) -> None:
     with database.transaction() as session:
         for model in (Message, Answer, Citation, Feedback):
             assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def _escalate(database: Database) -> int:
+    with database.transaction() as session:
+        conversation = repository.find_or_open_conversation(session, **THREAD, user_id="U1")
+        escalation, is_new = repository.open_escalation(
+            session, conversation, trigger=EscalationTrigger.ASKED, requested_by="U1"
+        )
+        assert is_new
+        again, is_new = repository.open_escalation(
+            session, conversation, trigger=EscalationTrigger.BUTTON, requested_by="U2"
+        )
+        assert again.id == escalation.id
+        assert not is_new  # one escalation per thread until it is resolved
+        return escalation.id
+
+
+def test_an_escalation_is_claimed_by_one_person_and_resolved_once(database: Database) -> None:
+    escalation_id = _escalate(database)
+
+    with database.transaction() as session:
+        _, claimed = repository.claim_escalation(session, escalation_id, "U0ANN")
+        _, again = repository.claim_escalation(session, escalation_id, "U0ANN")
+        assert (claimed, again) == (True, False)
+        with pytest.raises(repository.EscalationStateError, match="U0ANN"):
+            repository.claim_escalation(session, escalation_id, "U0BEN")
+    with database.transaction() as session:
+        resolved = repository.resolve_escalation(
+            session, escalation_id, resolution="Refuse it on the BOL.", resolved_by="U0ANN"
+        )
+        assert resolved.status is EscalationStatus.RESOLVED
+        assert resolved.conversation.state is ConversationState.BOT
+        assert resolved.created_at <= resolved.claimed_at <= resolved.resolved_at
+    with database.transaction() as session, pytest.raises(repository.EscalationStateError):
+        repository.resolve_escalation(session, escalation_id, resolution="x", resolved_by="U0BEN")
+
+
+def test_each_reminder_is_taken_by_one_replica(database: Database) -> None:
+    escalation_id = _escalate(database)
+    with database.transaction() as session:
+        due = repository.escalations_due_reminder(
+            session, unclaimed_for=timedelta(0), max_reminders=2
+        )
+        assert [e.id for e in due] == [escalation_id]
+        not_yet = repository.escalations_due_reminder(
+            session, unclaimed_for=timedelta(minutes=10), max_reminders=2
+        )
+        assert not_yet == []
+
+    # Two replicas saw the same due escalation; only the first may send the reminder.
+    with database.transaction() as session:
+        first = repository.take_reminder(session, escalation_id, sent_so_far=0)
+    with database.transaction() as session:
+        second = repository.take_reminder(session, escalation_id, sent_so_far=0)
+    assert (first, second) == (True, False)
+    with database.transaction() as session:
+        assert session.get_one(Escalation, escalation_id).reminders_sent == 1
+        repository.claim_escalation(session, escalation_id, "U0ANN")
+    with database.transaction() as session:  # a claimed escalation is never reminded
+        assert not repository.take_reminder(session, escalation_id, sent_so_far=1)
