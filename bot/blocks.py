@@ -83,7 +83,7 @@ class FeedbackReason:
 
 def placeholder_message() -> SlackMessage:
     """The sign posted at once, before retrieval and the model have done anything."""
-    return SlackMessage(text="Looking that up…", blocks=[_context(":mag: Looking that up…")])
+    return SlackMessage(text="Looking that up…", blocks=[context_block(":mag: Looking that up…")])
 
 
 def streaming_message(markdown_so_far: str) -> SlackMessage:
@@ -92,10 +92,10 @@ def streaming_message(markdown_so_far: str) -> SlackMessage:
     # Text right after a closing ``` on its line confuses Slack, so the cursor gets its own.
     mrkdwn = f"{mrkdwn}\n{CURSOR}" if mrkdwn.endswith("```") else f"{mrkdwn} {CURSOR}".lstrip()
     shown, cut = _answer_start(mrkdwn)
-    blocks = [_section(chunk) for chunk in shown]
+    blocks = [section_block(chunk) for chunk in shown]
     if cut:
-        blocks.append(_context(f"… {CURSOR}"))
-    text = _fallback("\n\n".join(shown)).removesuffix(CURSOR).rstrip()
+        blocks.append(context_block(f"… {CURSOR}"))
+    text = fallback_text("\n\n".join(shown)).removesuffix(CURSOR).rstrip()
     return SlackMessage(text=text or "Looking that up…", blocks=blocks)
 
 
@@ -103,23 +103,25 @@ def answer_messages(
     markdown: str, sources: Sequence[SourceRef], answer_id: int
 ) -> list[SlackMessage]:
     """The finished answer as one or more messages; the last carries sources and buttons."""
-    chunks = _split_sections(to_mrkdwn(markdown))
-    tail = [{"type": "divider"}, *_sources_blocks(sources), _feedback_actions(answer_id)]
+    chunks = split_sections(to_mrkdwn(markdown))
+    tail = [{"type": "divider"}, *sources_blocks(sources), _feedback_actions(answer_id)]
     messages: list[list[dict[str, Any]]] = [[]]
     texts: list[list[str]] = [[]]
     for chunk in chunks:
-        section = _section(chunk)
-        if not _fits([*messages[-1], section]):
+        section = section_block(chunk)
+        if not fits([*messages[-1], section]):
             messages.append([])
             texts.append([])
         messages[-1].append(section)
         texts[-1].append(chunk)
-    if not _fits([*messages[-1], *tail]):
+    if not fits([*messages[-1], *tail]):
         messages.append([])
         texts.append([])
     messages[-1].extend(tail)
     return [
-        SlackMessage(text=_fallback("\n\n".join(text)) or _tail_fallback(sources), blocks=blocks)
+        SlackMessage(
+            text=fallback_text("\n\n".join(text)) or _tail_fallback(sources), blocks=blocks
+        )
         for blocks, text in zip(messages, texts, strict=True)
     ]
 
@@ -127,20 +129,20 @@ def answer_messages(
 def error_message(reference: str, partial_markdown: str = "") -> SlackMessage:
     """An apology that keeps what was already streamed, so nothing the user saw is lost."""
     shown, cut = _answer_start(to_mrkdwn(partial_markdown))
-    blocks = [_section(chunk) for chunk in shown]
+    blocks = [section_block(chunk) for chunk in shown]
     if cut:
-        blocks.append(_context("…"))
+        blocks.append(context_block("…"))
     if blocks:
         blocks.append({"type": "divider"})
     # The reference goes in code format: it must stay one unbroken token to be searchable.
-    shown_reference = escape(_shorten(reference.replace("`", "").strip(), 100))
+    shown_reference = escape(shorten(reference.replace("`", "").strip(), 100))
     saved = (
         f"Your question was saved (reference `{shown_reference}`)."
         if shown_reference
         else "Your question was saved."
     )
     blocks.append(
-        _section(
+        section_block(
             f":warning: Sorry, something went wrong while I was answering. {saved} "
             "Please try again in a minute, or ask a dispatcher."
         )
@@ -167,21 +169,21 @@ def feedback_reason_modal(answer_id: int, channel_id: str, thread_ts: str) -> di
     return {
         "type": "modal",
         "callback_id": FEEDBACK_REASON_VIEW,
-        "title": _plain_text("What was wrong?"),
-        "submit": _plain_text("Send"),
-        "close": _plain_text("Skip"),
+        "title": plain_text("What was wrong?"),
+        "submit": plain_text("Send"),
+        "close": plain_text("Skip"),
         "private_metadata": metadata,
         "blocks": [
             {
                 "type": "input",
                 "block_id": _REASONS_BLOCK,
                 "optional": True,
-                "label": _plain_text("Pick any that apply"),
+                "label": plain_text("Pick any that apply"),
                 "element": {
                     "type": "checkboxes",
                     "action_id": _REASONS_ACTION,
                     "options": [
-                        {"text": _plain_text(label), "value": key}
+                        {"text": plain_text(label), "value": key}
                         for key, label in REASON_CHOICES.items()
                     ],
                 },
@@ -190,13 +192,13 @@ def feedback_reason_modal(answer_id: int, channel_id: str, thread_ts: str) -> di
                 "type": "input",
                 "block_id": _NOTE_BLOCK,
                 "optional": True,
-                "label": _plain_text("Anything to add?"),
+                "label": plain_text("Anything to add?"),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": _NOTE_ACTION,
                     "multiline": True,
                     "max_length": _NOTE_MAX_LENGTH,
-                    "placeholder": _plain_text("What should the answer have said?"),
+                    "placeholder": plain_text("What should the answer have said?"),
                 },
             },
         ],
@@ -250,40 +252,40 @@ def reason_ack_text(reason: FeedbackReason) -> str:
 
 def _answer_start(mrkdwn: str) -> tuple[list[str], bool]:
     """The sections that fit one message, and whether anything was left out."""
-    chunks = _split_sections(mrkdwn)
+    chunks = split_sections(mrkdwn)
     shown: list[str] = []
     size = 0
     for chunk in chunks:
-        size += _slack_len(chunk)
+        size += slack_len(chunk)
         if size > PARTIAL_ANSWER_BUDGET:
             break
         shown.append(chunk)
     return shown, len(shown) < len(chunks)
 
 
-def _sources_blocks(sources: Sequence[SourceRef]) -> list[dict[str, Any]]:
+def sources_blocks(sources: Sequence[SourceRef]) -> list[dict[str, Any]]:
     if not sources:
         return []
     lines = ["*Sources*"]
     size = len(lines[0])
     for number, source in enumerate(sources, 1):
         line = _source_line(number, source)
-        size += _slack_len(line) + 1
+        size += slack_len(line) + 1
         if size > SOURCES_BUDGET:
             # Only a pathological list gets here; the numbers shown still match the answer.
             lines.append(f"…and {len(sources) - number + 1} more")
             break
         lines.append(line)
-    return [_section(chunk) for chunk in _split_sections("\n".join(lines))]
+    return [section_block(chunk) for chunk in split_sections("\n".join(lines))]
 
 
 def _source_line(number: int, source: SourceRef) -> str:
-    title = _shorten(" ".join(source.title.split()) or "Untitled", SOURCE_FIELD_LIMIT)
+    title = shorten(" ".join(source.title.split()) or "Untitled", SOURCE_FIELD_LIMIT)
     label = link(source.url, title) if source.url else escape(title)
     head = f"{number}. *{label}*"
     section = _specific_section(source.title, source.section)
     if section:
-        head += f" › {escape(_shorten(section, SOURCE_FIELD_LIMIT))}"
+        head += f" › {escape(shorten(section, SOURCE_FIELD_LIMIT))}"
     return f"{head} · v{source.version} · effective since {_day(source.effective_from)}"
 
 
@@ -306,18 +308,18 @@ def _feedback_actions(answer_id: int) -> dict[str, Any]:
         "type": "actions",
         "block_id": f"answer:{answer_id}",
         "elements": [
-            _button("👍", FEEDBACK_UP, value, "This answer helped"),
-            _button("👎", FEEDBACK_DOWN, value, "This answer did not help"),
-            _button("Ask a person", ASK_PERSON, value, "Ask a dispatcher instead"),
+            button("👍", FEEDBACK_UP, value, "This answer helped"),
+            button("👎", FEEDBACK_DOWN, value, "This answer did not help"),
+            button("Ask a person", ASK_PERSON, value, "Ask a dispatcher instead"),
         ],
     }
 
 
-def _button(text: str, action_id: str, value: str, accessibility_label: str) -> dict[str, Any]:
+def button(text: str, action_id: str, value: str, accessibility_label: str) -> dict[str, Any]:
     return {
         "type": "button",
         "action_id": action_id,
-        "text": _plain_text(text),
+        "text": plain_text(text),
         "value": value,
         "accessibility_label": accessibility_label,
     }
@@ -377,34 +379,34 @@ def _note(state: dict[str, Any]) -> str | None:
     return value.strip() or None
 
 
-def _fits(blocks: list[dict[str, Any]]) -> bool:
+def fits(blocks: list[dict[str, Any]]) -> bool:
     return (
         len(blocks) <= MESSAGE_BLOCK_LIMIT
-        and sum(_block_text_length(block) for block in blocks) <= MESSAGE_TEXT_BUDGET
+        and sum(block_text_length(block) for block in blocks) <= MESSAGE_TEXT_BUDGET
     )
 
 
-def _block_text_length(node: object) -> int:
+def block_text_length(node: object) -> int:
     """All the text a block shows (sections, buttons, context), as Slack would count it."""
     if isinstance(node, dict):
         return sum(
-            _slack_len(value)
+            slack_len(value)
             if key == "text" and isinstance(value, str)
-            else _block_text_length(value)
+            else block_text_length(value)
             for key, value in node.items()
         )
     if isinstance(node, list):
-        return sum(_block_text_length(item) for item in node)
+        return sum(block_text_length(item) for item in node)
     return 0
 
 
-def _split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
+def split_sections(mrkdwn: str, limit: int = SECTION_LIMIT) -> list[str]:
     """Pack paragraphs into sections of at most `limit`; split a paragraph only when it must."""
     chunks: list[str] = []
     current, size = "", 0
     for paragraph in _paragraphs(mrkdwn):
         for piece in _split_paragraph(paragraph, limit):
-            piece_size = _slack_len(piece)
+            piece_size = slack_len(piece)
             if current and size + 2 + piece_size <= limit:
                 current, size = f"{current}\n\n{piece}", size + 2 + piece_size
             else:
@@ -434,7 +436,7 @@ def _paragraphs(mrkdwn: str) -> Iterator[str]:
 
 def _split_paragraph(paragraph: str, limit: int) -> list[str]:
     """Split at line ends, closing a code block at the cut and reopening it after."""
-    if _slack_len(paragraph) <= limit:
+    if slack_len(paragraph) <= limit:
         return [paragraph]
     pieces: list[str] = []
     lines: list[str] = []
@@ -452,7 +454,7 @@ def _split_paragraph(paragraph: str, limit: int) -> list[str]:
 
     for line in paragraph.split("\n"):
         toggles = line.startswith("```")
-        line_size = _slack_len(line)
+        line_size = slack_len(line)
         if line_size > line_limit:
             flush()
             parts = _split_words(line, line_limit)
@@ -460,7 +462,7 @@ def _split_paragraph(paragraph: str, limit: int) -> list[str]:
                 pieces.append(f"```\n{part}\n```" if fence_open else part)
             if parts:
                 lines.append(parts[-1])
-                size += (1 if size else 0) + _slack_len(parts[-1])
+                size += (1 if size else 0) + slack_len(parts[-1])
             fence_open = fence_open != toggles
             continue
         opens = fence_open != toggles
@@ -478,7 +480,7 @@ def _split_paragraph(paragraph: str, limit: int) -> list[str]:
 def _split_words(text: str, limit: int) -> list[str]:
     """Cut a long line at spaces (or anywhere, if it has none) into parts of at most `limit`."""
     parts: list[str] = []
-    while _slack_len(text) > limit:
+    while slack_len(text) > limit:
         cut = _cut_index(text, limit)
         head, text = text[:cut].rstrip(), text[cut:].lstrip()
         if head:
@@ -508,21 +510,21 @@ def _cut_index(text: str, limit: int) -> int:
 
 def _prefix_within(text: str, limit: int) -> int:
     end = min(len(text), limit)
-    while end > 1 and (excess := _slack_len(text[:end]) - limit) > 0:
+    while end > 1 and (excess := slack_len(text[:end]) - limit) > 0:
         end -= excess
     return max(end, 1)
 
 
-def _slack_len(text: str) -> int:
+def slack_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _fallback(mrkdwn: str) -> str:
+def fallback_text(mrkdwn: str) -> str:
     """Plain text for notifications: links shown by their labels, formatting marks dropped."""
     plain = _SLACK_LINK.sub(lambda m: m.group(2) or m.group(1), mrkdwn)
     plain = _MARKER_CLOSE.sub("", _MARKER_OPEN.sub("", plain.replace("`", "")))
     plain = re.sub(r"\n{3,}", "\n\n", plain).strip()
-    if _slack_len(plain) <= FALLBACK_LIMIT:
+    if slack_len(plain) <= FALLBACK_LIMIT:
         return plain
     return plain[: _cut_index(plain, FALLBACK_LIMIT - 1)].rstrip() + "…"
 
@@ -531,17 +533,17 @@ def _tail_fallback(sources: Sequence[SourceRef]) -> str:
     return "Sources and feedback for this answer" if sources else "Was this answer helpful?"
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _section(mrkdwn: str) -> dict[str, Any]:
+def section_block(mrkdwn: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
 
 
-def _context(mrkdwn: str) -> dict[str, Any]:
+def context_block(mrkdwn: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
 
 
-def _plain_text(text: str) -> dict[str, Any]:
+def plain_text(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": True}

@@ -1,0 +1,377 @@
+"""Block Kit for escalations: the on-call card and the messages around a hand-off to a person.
+
+Like `bot.blocks`, these are pure builders; the caller posts, updates and opens them. The
+card is one message, so everything of unbounded length (the question, the bot's draft, the
+final answer) is shortened to fit Slack's limits rather than split: the thread link and the
+resolve modal hold the full text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.blocks import (
+    FALLBACK_LIMIT,
+    MESSAGE_TEXT_BUDGET,
+    SECTION_LIMIT,
+    SlackMessage,
+    SourceRef,
+    block_text_length,
+    button,
+    context_block,
+    fallback_text,
+    fits,
+    plain_text,
+    section_block,
+    shorten,
+    slack_len,
+    sources_blocks,
+    split_sections,
+)
+from bot.mrkdwn import escape, link, to_mrkdwn
+
+ESCALATION_CLAIM = "escalation_claim"
+ESCALATION_RESOLVE = "escalation_resolve"
+RESOLVE_VIEW = "escalation_resolve"
+# The input's block id, for a `response_action: errors` answer that points at it.
+RESOLUTION_BLOCK = "resolution"
+
+TRIGGER_LABELS: dict[str, str] = {
+    "button": "Asked for a person (button)",
+    "asked": "Asked for a person in words",
+    "weak_evidence": "No policy covers it",
+    "sensitive": "Sensitive topic",
+    "second_downvote": "Second 👎 in the thread",
+}
+
+STATUSES = ("open", "claimed", "resolved")
+PRIORITIES = ("high", "normal")
+
+QUESTION_LIMIT = 1_500
+DRAFT_LIMIT = SECTION_LIMIT
+RESOLUTION_LIMIT = 1_500
+MENTION_LIMIT = 500
+SNIPPET_LIMIT = 150
+RESOLUTION_MAX_LENGTH = 3_000
+
+_RESOLUTION_ACTION = "answer"
+_LABEL_LIMIT = 100
+# A draft is only worth showing with room for a few sentences.
+_MIN_DRAFT = 200
+_CUT_MARK = "\n…"  # on its own line: text right after a closing ``` confuses Slack
+
+
+@dataclass(frozen=True)
+class EscalationCard:
+    """Everything the on-call card shows; the caller rebuilds it from the escalation's row."""
+
+    escalation_id: int
+    question: str  # plain text as the user wrote it; escaped here
+    asker_id: str
+    trigger: str  # a key of TRIGGER_LABELS; an unknown key is shown as it is
+    priority: str  # "high" or "normal"
+    thread_link: str | None
+    channel_id: str
+    mention: str  # Slack syntax, trusted: "<!subteam^S0ONCALL>", "<@U1> <@U2>" or ""
+    draft: str | None = None  # Markdown from the model
+    sources: tuple[SourceRef, ...] = ()
+    status: str = "open"  # "open" | "claimed" | "resolved"
+    assignee: str | None = None
+    resolution: str | None = None  # Markdown from the person who resolved it
+    reminder: int = 0  # 0 for the first post, then 1, 2, … for each re-post
+
+
+def escalation_card(card: EscalationCard) -> SlackMessage:
+    """The card in the on-call channel, for any state; always one valid message."""
+    _check(card)
+    blocks = [section_block(_headline(card))]
+    if card.status == "open":
+        call = _call_line(card)
+        if call:
+            blocks.append(section_block(call))
+    blocks.append(context_block(_where(card)))
+    blocks.append(section_block(f"*Question*\n{_clipped(_quoted(card.question), QUESTION_LIMIT)}"))
+    sources = sources_blocks(card.sources)
+    state = [{"type": "divider"}, *_state_blocks(card)]
+    draft = _draft_block(card.draft, blocks + sources + state)
+    return SlackMessage(text=_card_text(card), blocks=[*blocks, *draft, *sources, *state])
+
+
+def moved_card_notice(card: EscalationCard) -> SlackMessage:
+    """What a card becomes once a reminder re-posts it below: a pointer, with no buttons."""
+    snippet = _snippet(card.question)
+    quoted = f": “{snippet}”" if snippet else ""
+    return SlackMessage(
+        text=f"Escalation {card.escalation_id} was re-posted below.",
+        blocks=[
+            context_block(
+                f":arrow_down: Escalation {card.escalation_id} was re-posted below as a "
+                f"reminder{quoted}"
+            )
+        ],
+    )
+
+
+def handoff_notice(
+    asker_id: str, *, safety_note: str | None = None, priority: str = "normal"
+) -> str:
+    """The reply in the user's thread when a person is brought in.
+
+    `safety_note` is configured text in mrkdwn, not user input, so it is not escaped; it comes
+    first because on a sensitive topic it matters more than the wait.
+    """
+    _check_priority(priority)
+    urgency = " and marked it urgent" if priority == "high" else ""
+    notice = (
+        f"<@{escape(asker_id)}> I've asked the dispatch team to help{urgency}. "
+        "Someone will reply in this thread."
+    )
+    if safety_note and safety_note.strip():
+        return f"{safety_note.strip()}\n\n{notice}"
+    return notice
+
+
+def claimed_notice(assignee_id: str) -> str:
+    """The reply in the user's thread once someone claims the escalation."""
+    return f"<@{escape(assignee_id)}> is on it and will reply in this thread."
+
+
+def resolution_post(assignee_id: str, resolution_markdown: str) -> list[SlackMessage]:
+    """The person's final answer as the bot posts it in the thread, split like an answer."""
+    header = f"Answer from <@{escape(assignee_id)}>:"
+    chunks = split_sections(f"{header}\n{to_mrkdwn(resolution_markdown)}")
+    messages: list[list[dict[str, Any]]] = [[]]
+    texts: list[list[str]] = [[]]
+    for chunk in chunks:
+        block = section_block(chunk)
+        if messages[-1] and not fits([*messages[-1], block]):
+            messages.append([])
+            texts.append([])
+        messages[-1].append(block)
+        texts[-1].append(chunk)
+    # The header goes into the notification as written: fallback_text would turn the
+    # mention into a bare user id.
+    texts[0][0] = texts[0][0].removeprefix(header)
+    first = fallback_text("\n\n".join(texts[0]))
+    return [
+        SlackMessage(
+            text=shorten(f"{header} {first}".rstrip(), FALLBACK_LIMIT), blocks=messages[0]
+        ),
+        *(
+            SlackMessage(text=fallback_text("\n\n".join(text)), blocks=blocks)
+            for blocks, text in zip(messages[1:], texts[1:], strict=True)
+        ),
+    ]
+
+
+def resolve_modal(escalation_id: int, prefill: str | None) -> dict[str, Any]:
+    """The `views.open` view in which the person writes the final answer."""
+    metadata = json.dumps({"escalation_id": escalation_id}, separators=(",", ":"))
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": _RESOLUTION_ACTION,
+        "multiline": True,
+        "max_length": RESOLUTION_MAX_LENGTH,
+        "placeholder": plain_text("The answer to post in the thread"),
+    }
+    if prefill and prefill.strip():
+        element["initial_value"] = _prefix(prefill.strip(), RESOLUTION_MAX_LENGTH)
+    return {
+        "type": "modal",
+        "callback_id": RESOLVE_VIEW,
+        "title": plain_text("Resolve"),
+        "submit": plain_text("Resolve"),
+        "close": plain_text("Cancel"),
+        "private_metadata": metadata,
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": RESOLUTION_BLOCK,
+                "label": plain_text("Final answer"),
+                "hint": plain_text(
+                    "Posted in the user's thread as your answer. Markdown works; "
+                    "check a prefilled draft before sending."
+                ),
+                "element": element,
+            }
+        ],
+    }
+
+
+def parse_resolution(view: dict[str, Any]) -> tuple[int, str]:
+    """The escalation id and the stripped final answer of a submitted resolve modal."""
+    if not isinstance(view, dict):
+        raise ValueError(f"expected the view of a view_submission payload, got {type(view)}")
+    if view.get("callback_id") != RESOLVE_VIEW:
+        raise ValueError(
+            f"not a resolve view: callback_id is {view.get('callback_id')!r}, "
+            f"expected {RESOLVE_VIEW!r}"
+        )
+    escalation_id = _escalation_id(view.get("private_metadata"))
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    block = values.get(RESOLUTION_BLOCK) if isinstance(values, dict) else None
+    entry = block.get(_RESOLUTION_ACTION) if isinstance(block, dict) else None
+    if not isinstance(entry, dict):
+        raise ValueError(
+            f"the resolve view has no state.values.{RESOLUTION_BLOCK}.{_RESOLUTION_ACTION}"
+        )
+    answer = entry.get("value")
+    if answer is not None and not isinstance(answer, str):
+        raise ValueError(f"the final answer must be text, got {type(answer).__name__}")
+    if not answer or not answer.strip():
+        raise ValueError("the final answer is empty; write the answer to post before resolving")
+    return escalation_id, answer.strip()
+
+
+def _check(card: EscalationCard) -> None:
+    _check_priority(card.priority)
+    if card.status not in STATUSES:
+        raise ValueError(f"unknown escalation status {card.status!r}; expected one of {STATUSES}")
+    if card.reminder < 0:
+        raise ValueError(f"reminder must be 0 or more, got {card.reminder}")
+
+
+def _check_priority(priority: str) -> None:
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}; expected one of {PRIORITIES}")
+
+
+def _headline(card: EscalationCard) -> str:
+    label = " ".join(TRIGGER_LABELS.get(card.trigger, card.trigger).split())
+    if card.priority == "high":
+        priority = ":red_circle: *High priority*"
+    else:
+        priority = ":large_blue_circle: Normal priority"
+    trigger = f" · {escape(shorten(label, _LABEL_LIMIT))}" if label else ""
+    return f"{priority} · *A person is needed*{trigger}"
+
+
+def _call_line(card: EscalationCard) -> str:
+    """Who to ping while nobody has claimed it; each reminder is louder than the last."""
+    mention = _bounded_mention(card.mention)
+    if card.reminder == 0:
+        return f"{mention} Can someone pick this up?" if mention else ""
+    if card.reminder == 1:
+        parts = [":bell: <!here>", mention, "*Reminder 1:* this is still unclaimed."]
+    else:
+        parts = [
+            ":rotating_light: <!here>",
+            mention,
+            f"*Last reminder ({card.reminder}):* this is still unclaimed.",
+        ]
+    return " ".join(part for part in parts if part)
+
+
+def _bounded_mention(mention: str) -> str:
+    # Whole mentions only: half of `<!subteam^S1>` would show as broken markup.
+    kept: list[str] = []
+    size = 0
+    for token in mention.split():
+        size += slack_len(token) + 1
+        if size > MENTION_LIMIT:
+            break
+        kept.append(token)
+    return " ".join(kept)
+
+
+def _where(card: EscalationCard) -> str:
+    parts = [f"Asked by <@{escape(card.asker_id)}> in <#{escape(card.channel_id)}>"]
+    if card.thread_link:
+        parts.append(link(card.thread_link, "Open the thread"))
+    parts.append(f"Escalation {card.escalation_id}")
+    return " · ".join(parts)
+
+
+def _quoted(text: str) -> str:
+    text = re.sub(r"\n\s*\n\s*\n", "\n\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [line.rstrip() for line in escape(text.strip()).split("\n")]
+    if not any(lines):
+        return "> _(no text)_"
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+def _draft_block(draft: str | None, others: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    mrkdwn = to_mrkdwn(draft or "")
+    if not mrkdwn:
+        return []
+    heading = "*Draft answer* _(written by the bot; check it before using it)_"
+    # The draft gets what the rest of the card leaves, so the card is one message whatever
+    # the sources and the final answer take.
+    room = MESSAGE_TEXT_BUDGET - sum(block_text_length(block) for block in others)
+    limit = min(DRAFT_LIMIT, room) - slack_len(heading) - 1
+    if limit < _MIN_DRAFT:
+        return [section_block(f"{heading}\n_Too long to show here._")]
+    return [section_block(f"{heading}\n{_clipped(mrkdwn, limit)}")]
+
+
+def _state_blocks(card: EscalationCard) -> list[dict[str, Any]]:
+    by = f" by <@{escape(card.assignee)}>" if card.assignee else ""
+    if card.status == "resolved":
+        text = f":white_check_mark: *Resolved{by}*"
+        resolution = to_mrkdwn(card.resolution or "")
+        if resolution:
+            text += f"\n{_clipped(resolution, RESOLUTION_LIMIT)}"
+        return [section_block(text)]
+    resolve = button("Resolve", ESCALATION_RESOLVE, str(card.escalation_id), "Write the answer")
+    if card.status == "claimed":
+        return [context_block(f":raising_hand: Claimed{by}"), _actions(card, [resolve])]
+    claim = {
+        **button("Claim", ESCALATION_CLAIM, str(card.escalation_id), "Claim this escalation"),
+        "style": "primary",
+    }
+    return [_actions(card, [claim, resolve])]
+
+
+def _actions(card: EscalationCard, buttons: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "actions", "block_id": f"escalation:{card.escalation_id}", "elements": buttons}
+
+
+def _card_text(card: EscalationCard) -> str:
+    priority = "High priority" if card.priority == "high" else "Normal priority"
+    reminder = f"Reminder {card.reminder}: " if card.status == "open" and card.reminder else ""
+    snippet = _snippet(card.question)
+    text = f"{reminder}{priority}: a person is needed" + (f" for “{snippet}”" if snippet else "")
+    if card.status != "open":
+        text += f" ({card.status})"
+    return text
+
+
+def _snippet(question: str) -> str:
+    # Shortened before escaping, so the cut never falls inside an entity.
+    return escape(shorten(" ".join(question.split()), SNIPPET_LIMIT))
+
+
+def _clipped(mrkdwn: str, limit: int) -> str:
+    """The start of `mrkdwn` within `limit`, cut where blocks.py would split it."""
+    chunks = split_sections(mrkdwn, limit - len(_CUT_MARK))
+    if len(chunks) > 1:
+        return chunks[0] + _CUT_MARK
+    return chunks[0] if chunks else ""
+
+
+def _prefix(text: str, limit: int) -> str:
+    """`text` within `limit` UTF-16 code units, marked with … when cut."""
+    if slack_len(text) <= limit:
+        return text
+    # Decoding drops a surrogate pair the cut split in half.
+    head = text.encode("utf-16-le")[: (limit - 1) * 2].decode("utf-16-le", errors="ignore")
+    return head.rstrip() + "…"
+
+
+def _escalation_id(raw: object) -> int:
+    if not isinstance(raw, str):
+        raise ValueError("the resolve view has no private_metadata")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the view's private_metadata is not JSON: {error}") from None
+    escalation_id = metadata.get("escalation_id") if isinstance(metadata, dict) else None
+    if isinstance(escalation_id, bool) or not isinstance(escalation_id, int):
+        raise ValueError(
+            f"private_metadata.escalation_id must be an integer, got {escalation_id!r}"
+        )
+    return escalation_id
