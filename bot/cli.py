@@ -7,7 +7,7 @@ import logging
 import typer
 from pydantic import ValidationError
 
-from bot.commands import ask, config, db, documents, evaluate, model, run
+from bot.commands import ask, config, db, documents, escalations, evaluate, model, run
 from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
 from store.settings import Settings
@@ -27,6 +27,7 @@ app.command("ask")(ask.ask)
 app.command("run")(run.run)
 app.add_typer(documents.app, name="documents")
 app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(escalations.app, name="escalations")
 
 
 @app.callback()

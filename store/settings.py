@@ -15,6 +15,37 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path("var")
+DEFAULT_ESCALATION_PHRASES = (
+    "talk to a human",
+    "talk to a person",
+    "talk to someone",
+    "speak to a human",
+    "speak to a person",
+    "speak to someone",
+    "get me a dispatcher",
+    "get me a supervisor",
+    "get me a person",
+    "real person",
+    "a human please",
+    "human agent",
+    "connect me to dispatch",
+)
+DEFAULT_SENSITIVE_TERMS = (
+    "accident",
+    "crash",
+    "injury",
+    "injured",
+    "hurt",
+    "spill",
+    "hazmat leak",
+    "leaking",
+    "police",
+    "theft",
+    "stolen",
+    "threat",
+    "threatened",
+    "assault",
+)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -219,6 +250,45 @@ class Settings(BaseSettings):
     escalation_channel: str | None = Field(
         default=None, description="Channel id where escalation cards are posted."
     )
+    escalation_mention: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Who a new escalation pings: user group ids (S…) and user ids (U…), comma-separated."
+        ),
+    )
+    escalation_fallback_mention: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Who the second reminder pings when nobody has claimed (same format).",
+    )
+    escalation_remind_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Minutes an escalation may stay unclaimed before its card is posted again with a "
+            "louder mention; a second reminder goes to ESCALATION_FALLBACK_MENTION."
+        ),
+    )
+    escalation_scan_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the bot looks for escalations due a reminder."
+    )
+    escalation_phrases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ESCALATION_PHRASES),
+        description="Phrases that ask for a person (comma-separated); matched ignoring case.",
+    )
+    escalation_sensitive_terms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SENSITIVE_TERMS),
+        description=(
+            "Words that make a question sensitive (comma-separated): it is escalated at high "
+            "priority and the asker gets ESCALATION_SAFETY_NOTE at once."
+        ),
+    )
+    escalation_safety_note: str = Field(
+        default=(
+            "If anyone is hurt or in danger, call 911 first. Then call the Northwind safety "
+            "line, 1-800-555-0142 (24/7)."
+        ),
+        description="Said first in the thread of a sensitive question (from the safety policy).",
+    )
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -235,7 +305,14 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "llm_fallback_urls", "slack_answer_channels", "slack_listen_channels", mode="before"
+        "llm_fallback_urls",
+        "slack_answer_channels",
+        "slack_listen_channels",
+        "escalation_mention",
+        "escalation_fallback_mention",
+        "escalation_phrases",
+        "escalation_sensitive_terms",
+        mode="before",
     )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, inspect, select
-from sqlalchemy.exc import OperationalError
 
-from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of
+from bot.commands.common import command_database, settings_of
 from store import schema
 from store.database import Database
 from store.models import Base
@@ -21,19 +19,8 @@ app = typer.Typer(help="Create, migrate and inspect the conversation store.", no
 console = Console()
 
 
-@contextmanager
-def _database(ctx: typer.Context) -> Iterator[Database]:
-    database = Database(settings_of(ctx).database_url)
-    try:
-        yield database
-    except OperationalError as error:
-        fail(
-            f"cannot use the database at {database.display_url()}: {error.orig}. "
-            "Check DATABASE_URL and that the server is running.",
-            EXIT_UNAVAILABLE,
-        )
-    finally:
-        database.dispose()
+def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
+    return command_database(settings_of(ctx), current_schema=False)
 
 
 @app.command()

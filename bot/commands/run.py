@@ -19,6 +19,7 @@ from bot.app import Mode, SlackSetupError, answer_executor, check_slack_settings
 from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
 from bot.commands.model import ensure_local_model
 from bot.http_server import EVENTS_PATH, HEALTH_PATH, SlackHTTPServer, serve_until_stopped
+from bot.reminders import ReminderScheduler
 
 console = Console(soft_wrap=True)
 
@@ -57,6 +58,7 @@ def run(
             app = create_app(services, mode, executor)
         except SlackSetupError as error:
             fail(str(error), EXIT_UNAVAILABLE)
+        reminders = ReminderScheduler(app.client, services).start()
         try:
             if mode is Mode.HTTP:
                 _serve_http(app, host, port or settings.bot_http_port)
@@ -64,6 +66,7 @@ def run(
                 _serve_socket_mode(app, settings.slack_app_token)
         finally:
             console.print("Stopping: finishing the answers already under way.")
+            reminders.stop()
             executor.shutdown(wait=True)
 
 

@@ -20,12 +20,16 @@ from bot.blocks import (
     parse_feedback_reason,
     reason_ack_text,
 )
+from bot.escalation import Handoff
 from bot.listeners.actions import ButtonClick
 from bot.middleware import REQUEST_ID
 from bot.services import Services
 from store import repository
+from store.models import Answer, EscalationTrigger
 
 logger = logging.getLogger(__name__)
+
+REPEATED_DOWNVOTES = 2
 
 GONE = "That answer is no longer on record, so the vote was not counted."
 NOT_SAVED = (
@@ -53,7 +57,8 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
                 view=feedback_reason_modal(click.answer_id, click.channel_id, click.thread_ts),
             )
         # The vote counts even if the modal is dismissed.
-        _store_vote(services, _Asker.of(client, click), context, click.answer_id, value=-1)
+        if _store_vote(services, _Asker.of(client, click), context, click.answer_id, value=-1):
+            _escalate_repeated_downvotes(services, client, click)
 
     def store_reason(
         body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
@@ -75,6 +80,20 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
     app.action(FEEDBACK_UP)(ack=ack, lazy=[vote_up])
     app.action(FEEDBACK_DOWN)(ack=ack, lazy=[vote_down])
     app.view(FEEDBACK_REASON_VIEW)(ack=ack, lazy=[store_reason])
+
+
+def _escalate_repeated_downvotes(services: Services, client: WebClient, click: ButtonClick) -> None:
+    """A second 👎 in one thread means the bot is not helping there: bring in a person."""
+    with services.database.transaction() as session:
+        conversation_id = session.get_one(Answer, click.answer_id).message.conversation_id
+        downvotes = repository.downvotes_in_thread(session, conversation_id)
+    if downvotes >= REPEATED_DOWNVOTES:
+        Handoff(client, services).escalate(
+            conversation_id,
+            trigger=EscalationTrigger.SECOND_DOWNVOTE,
+            asker_id=click.user_id,
+            answer_id=click.answer_id,
+        )
 
 
 @dataclass(frozen=True)

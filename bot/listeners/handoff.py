@@ -1,4 +1,5 @@
-""" "Ask a person": hand the thread to the dispatch team."""
+"""Handing a thread to people: "Ask a person" under an answer, and the on-call card's
+Claim and Resolve buttons with the modal that takes the final answer."""
 
 from __future__ import annotations
 
@@ -6,24 +7,25 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.blocks import ASK_PERSON
+from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
+from bot.escalation_blocks import (
+    ESCALATION_CLAIM,
+    ESCALATION_RESOLVE,
+    RESOLUTION_BLOCK,
+    RESOLVE_VIEW,
+    parse_resolution,
+    resolve_modal,
+)
 from bot.listeners.actions import ButtonClick
 from bot.services import Services
-from store import repository
-from store.models import Answer
+from store.models import Answer, EscalationTrigger
+from store.repository import EscalationStateError
 
 logger = logging.getLogger(__name__)
-
-HANDED_OVER = (
-    "<@{user}> asked for a person. I've passed this thread to the dispatch team; "
-    "someone will reply here."
-)
-ALREADY_WITH_PEOPLE = "A person has already been asked to help in this thread."
-BUTTON_TRIGGER = "button"
 
 
 def register(app: App, services: Services, ack: Callable[..., None]) -> None:
@@ -33,43 +35,55 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
             answer = session.get(Answer, click.answer_id)
             if answer is None:
                 raise LookupError(f"answer {click.answer_id} is not on record")
-            escalation, is_new = repository.open_escalation(
-                session, answer.message.conversation, trigger=BUTTON_TRIGGER
-            )
-            escalation_id = escalation.id
-        if not is_new:
+            conversation_id = answer.message.conversation_id
+        escalated = Handoff(client, services).escalate(
+            conversation_id,
+            trigger=EscalationTrigger.BUTTON,
+            asker_id=click.user_id,
+            answer_id=click.answer_id,
+        )
+        if escalated is None:
             client.chat_postEphemeral(
                 channel=click.channel_id,
                 user=click.user_id,
                 thread_ts=click.thread_ts,
                 text=ALREADY_WITH_PEOPLE,
             )
+
+    def claim(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        user_id = str(body["user"]["id"])
+        try:
+            Handoff(client, services).claim(int(action["value"]), user_id)
+        except EscalationStateError as refusal:
+            client.chat_postEphemeral(
+                channel=str(body["channel"]["id"]),
+                user=user_id,
+                text=f"You can't claim this one: {refusal}.",
+            )
+
+    def open_resolution(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        escalation_id = int(action["value"])
+        prefill = Handoff(client, services).prefill_for(escalation_id, str(body["user"]["id"]))
+        client.views_open(trigger_id=body["trigger_id"], view=resolve_modal(escalation_id, prefill))
+
+    def check_resolution(ack: Ack, view: dict[str, Any]) -> None:
+        # A modal's errors can only be shown in its ack, before the lazy work starts.
+        try:
+            parse_resolution(view)
+        except ValueError as error:
+            ack(response_action="errors", errors={RESOLUTION_BLOCK: str(error)})
             return
-        client.chat_postMessage(
-            channel=click.channel_id,
-            thread_ts=click.thread_ts,
-            text=HANDED_OVER.format(user=click.user_id),
-        )
-        _notify_team(client, services, click, escalation_id)
+        ack()
+
+    def resolve(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        escalation_id, resolution = parse_resolution(view)
+        user_id = str(body["user"]["id"])
+        try:
+            Handoff(client, services).resolve(escalation_id, user_id, resolution)
+        except EscalationStateError as refusal:
+            logger.info("resolution of escalation %d refused: %s", escalation_id, refusal)
 
     app.action(ASK_PERSON)(ack=ack, lazy=[ask_person])
-
-
-def _notify_team(
-    client: WebClient, services: Services, click: ButtonClick, escalation_id: int
-) -> None:
-    channel = services.settings.escalation_channel
-    if not channel:
-        logger.warning(
-            "escalation %d is not posted anywhere: ESCALATION_CHANNEL is not set", escalation_id
-        )
-        return
-    try:
-        link = client.chat_getPermalink(channel=click.channel_id, message_ts=click.thread_ts)
-        where = f"<{link['permalink']}|this thread>"
-    except SlackApiError:
-        where = f"a thread in <#{click.channel_id}>"
-    client.chat_postMessage(
-        channel=channel,
-        text=f"<@{click.user_id}> needs a person in {where} (escalation {escalation_id}).",
-    )
+    app.action(ESCALATION_CLAIM)(ack=ack, lazy=[claim])
+    app.action(ESCALATION_RESOLVE)(ack=ack, lazy=[open_resolution])
+    app.view(RESOLVE_VIEW)(ack=check_resolution, lazy=[resolve])

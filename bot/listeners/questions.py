@@ -10,14 +10,25 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import SourceRef, answer_messages, error_message
+from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
 from bot.channels import ChannelPolicy
+from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
 from bot.incoming import Question, question_from_event
 from bot.middleware import REQUEST_ID, new_request_id
 from bot.replies import NativeStreamReply, PlaceholderReply, Reply
 from bot.services import Services
 from retrieval.search import SearchResult
+from serving.assistant import AssistantAnswer
+from serving.escalation_rules import EscalationRules
 from store import repository
+from store.models import (
+    Conversation,
+    ConversationState,
+    Escalation,
+    EscalationPriority,
+    EscalationTrigger,
+    MessageRole,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +41,14 @@ NOT_ANSWERED_HERE = (
 def register(
     app: App, services: Services, channels: ChannelPolicy, ack: Callable[..., None]
 ) -> None:
+    rules = EscalationRules(
+        services.settings.escalation_phrases, services.settings.escalation_sensitive_terms
+    )
+
     def answer_mention(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         question = _question(event, context)
-        if question is None:
-            return
+        if question is None or _escalated(services, question) is not None:
+            return  # in a thread people own, the message event logs the mention
         if not channels.answers_in(question):
             client.chat_postEphemeral(
                 channel=question.channel_id,
@@ -42,12 +57,17 @@ def register(
                 text=NOT_ANSWERED_HERE,
             )
             return
-        answer_question(question, client, services, context)
+        answer_question(question, client, services, rules, context)
 
     def answer_message(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         question = _question(event, context)
-        if question is not None and _is_for_the_bot(question, channels, services):
-            answer_question(question, client, services, context)
+        if question is None:
+            return
+        escalation = _escalated(services, question)
+        if escalation is not None:
+            _log_turn_in_escalated_thread(services, question, escalation)
+        elif _is_for_the_bot(question, channels, services):
+            answer_question(question, client, services, rules, context)
 
     app.event("app_mention")(ack=ack, lazy=[answer_mention])
     app.event("message")(ack=ack, lazy=[answer_message])
@@ -70,25 +90,160 @@ def _is_for_the_bot(question: Question, channels: ChannelPolicy, services: Servi
     if question.mentions_bot:
         return False  # its app_mention event answers it
     if question.in_thread:
+        # A thread the bot took a question in (it answered, or handed it to people).
         with services.database.transaction() as session:
-            return repository.bot_answered_in(
+            conversation = repository.find_conversation(
                 session,
                 team_id=question.team_id,
                 channel_id=question.channel_id,
                 thread_ts=question.thread_ts,
             )
+            return conversation is not None
     return channels.takes_every_message_in(question.channel_id)
 
 
-def answer_question(
-    question: Question, client: WebClient, services: Services, context: BoltContext
+def _escalated(services: Services, question: Question) -> Escalation | None:
+    """The escalation that holds the question's thread, if people own it now."""
+    if not question.in_thread:
+        return None
+    with services.database.transaction() as session:
+        conversation = repository.find_conversation(
+            session,
+            team_id=question.team_id,
+            channel_id=question.channel_id,
+            thread_ts=question.thread_ts,
+        )
+        if conversation is None or conversation.state is not ConversationState.ESCALATED:
+            return None
+        escalation = repository.find_unresolved_escalation(session, conversation.id)
+        if escalation is not None:
+            session.expunge(escalation)
+        return escalation
+
+
+def _log_turn_in_escalated_thread(
+    services: Services, question: Question, escalation: Escalation
 ) -> None:
+    """The bot stays silent, but the thread is still recorded: the asker's messages as user
+    turns, everyone else's as human turns (they become training data)."""
+    with services.database.transaction() as session:
+        conversation = session.get_one(Conversation, escalation.conversation_id)
+        askers = {conversation.user_id, escalation.requested_by}
+        role = MessageRole.USER if question.user_id in askers else MessageRole.HUMAN
+        repository.record_message(
+            session,
+            conversation,
+            role=role,
+            text=question.text,
+            user_id=question.user_id,
+            slack_ts=question.ts,
+        )
+
+
+def _record_question(services: Services, question: Question) -> tuple[int, int]:
+    """Store a question the bot will not answer itself: (conversation id, message id)."""
+    with services.database.transaction() as session:
+        conversation = repository.find_or_open_conversation(
+            session,
+            team_id=question.team_id,
+            channel_id=question.channel_id,
+            thread_ts=question.thread_ts,
+            user_id=question.user_id,
+        )
+        asked = repository.record_user_message(
+            session,
+            conversation,
+            text=question.text,
+            user_id=question.user_id,
+            slack_ts=question.ts,
+        )
+        return conversation.id, asked.id
+
+
+def answer_question(
+    question: Question,
+    client: WebClient,
+    services: Services,
+    rules: EscalationRules,
+    context: BoltContext,
+) -> None:
+    """Answer, or hand the question to people, or both.
+
+    - Asked for a person in words: the question goes to people, the model is not called.
+    - A sensitive topic: the safety note and "a person is coming" first, then the answer as
+      a draft, then a high-priority card with it.
+    - Weak evidence: the answer says the policy does not cover it, and a card goes out.
+    """
+    request_id = str(context.get(REQUEST_ID) or new_request_id())
+    handoff = Handoff(client, services)
+    try:
+        if rules.asks_for_a_person(question.text):
+            conversation_id, question_id = _record_question(services, question)
+            escalated = handoff.escalate(
+                conversation_id,
+                trigger=EscalationTrigger.ASKED,
+                asker_id=question.user_id,
+                question_message_id=question_id,
+            )
+            if escalated is None:
+                client.chat_postEphemeral(
+                    channel=question.channel_id,
+                    user=question.user_id,
+                    thread_ts=question.thread_ts,
+                    text=ALREADY_WITH_PEOPLE,
+                )
+            return
+        sensitive = rules.sensitive_term(question.text) is not None
+        if sensitive:
+            handoff.tell_thread_help_is_coming(
+                question.channel_id, question.thread_ts, question.user_id, EscalationPriority.HIGH
+            )
+    except Exception:
+        _report_failure(question, request_id, _poster(client, question))
+        return
+
+    answer = stream_answer(question, client, services, request_id)
+    if answer is None or not (sensitive or answer.needs_human):
+        return
+    try:
+        handoff.escalate(
+            answer.conversation_id,
+            trigger=EscalationTrigger.SENSITIVE if sensitive else EscalationTrigger.WEAK_EVIDENCE,
+            priority=EscalationPriority.HIGH if sensitive else EscalationPriority.NORMAL,
+            asker_id=question.user_id,
+            question_message_id=answer.question_message_id,
+            answer_id=answer.answer_id,
+            tell_thread=False,  # the safety note, or the answer itself, has said so
+        )
+    except Exception:
+        logger.exception("could not escalate answer=%d request=%s", answer.answer_id, request_id)
+
+
+def _report_failure(
+    question: Question, request_id: str, show: Callable[[SlackMessage], object], shown: str = ""
+) -> None:
+    """Log the failure with its request id, then show the user an apology quoting that id."""
+    logger.exception(
+        "could not answer in channel=%s thread=%s request=%s",
+        question.channel_id,
+        question.thread_ts,
+        request_id,
+    )
+    try:
+        show(error_message(request_id, shown))
+    except SlackApiError:
+        logger.exception("could not report the failure of request=%s", request_id)
+
+
+def stream_answer(
+    question: Question, client: WebClient, services: Services, request_id: str
+) -> AssistantAnswer | None:
     """Show a sign at once, stream the answer into the thread, finish with sources and buttons.
 
     Any failure ends in a short apology in the thread with the request id, which the log
     line of the failure carries too; the question was stored before anything could fail.
+    Returns the recorded answer, or None when it failed.
     """
-    request_id = str(context.get(REQUEST_ID) or new_request_id())
     reply = _reply_for(question, client, services)
     reply.start()
     shown = ""
@@ -106,17 +261,22 @@ def answer_question(
         answer = stream.result
         sources = [source_ref(result) for result in answer.citations]
         reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id))
+        return answer
     except Exception:
-        logger.exception(
-            "could not answer in channel=%s thread=%s request=%s",
-            question.channel_id,
-            question.thread_ts,
-            request_id,
+        _report_failure(question, request_id, reply.fail, shown)
+        return None
+
+
+def _poster(client: WebClient, question: Question) -> Callable[[SlackMessage], object]:
+    def post(message: SlackMessage) -> object:
+        return client.chat_postMessage(
+            channel=question.channel_id,
+            thread_ts=question.thread_ts,
+            text=message.text,
+            blocks=message.blocks,
         )
-        try:
-            reply.fail(error_message(request_id, shown))
-        except SlackApiError:
-            logger.exception("could not report the failure of request=%s", request_id)
+
+    return post
 
 
 def source_ref(result: SearchResult) -> SourceRef:

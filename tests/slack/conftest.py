@@ -17,6 +17,7 @@ from vllm_support import RunningServer, make_client
 
 from bot.app import Mode, answer_executor, create_app
 from bot.http_server import EVENTS_PATH, SlackHTTPServer
+from bot.reminders import ReminderScheduler
 from bot.services import Services
 from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import load_embedder
@@ -61,6 +62,7 @@ class RunningBot:
     database: Database
     settings: Settings
     url: str
+    stop: Callable[[], None]  # a clean stop, as on SIGTERM (the store stays as it is)
 
 
 @dataclass
@@ -127,23 +129,34 @@ def make_parts(
 @pytest.fixture
 def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot]:
     """Start the bot in HTTP mode on a free port (arguments: those of `make_parts`)."""
-    servers: list[SlackHTTPServer] = []
+    stops: list[Callable[[], None]] = []
 
     def start(**options: Any) -> RunningBot:
         parts = make_parts(**options)
         app = create_app(parts.services, Mode.HTTP, parts.executor)
         server = SlackHTTPServer(("127.0.0.1", 0), app)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+        scheduler = ReminderScheduler(app.client, parts.services).start()
+        stopped = threading.Event()
+
+        def stop() -> None:
+            if not stopped.is_set():
+                stopped.set()
+                scheduler.stop()
+                server.shutdown()
+                server.server_close()
+                parts.executor.shutdown(wait=True)
+
+        stops.append(stop)
         return RunningBot(
             slack=mock_slack,
             send=SlackSender(server.url + EVENTS_PATH),
             database=parts.database,
             settings=parts.settings,
             url=server.url,
+            stop=stop,
         )
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    for stop in stops:
+        stop()

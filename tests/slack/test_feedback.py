@@ -16,8 +16,8 @@ from slack_mock import (
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
-from bot.blocks import ASK_PERSON, FEEDBACK_DOWN, FEEDBACK_UP
-from store.models import Conversation, ConversationState, Escalation, Feedback
+from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP
+from store.models import Feedback
 
 QUESTION = "who approves a 30,000 lb load?"
 
@@ -130,31 +130,6 @@ def test_votes_are_one_per_user(answered: tuple[RunningBot, SlackCall, int]) -> 
         ("U0ALICE", 1),
         ("U0BOB", 1),
     ]
-
-
-def test_ask_a_person_hands_the_thread_over_once(
-    answered: tuple[RunningBot, SlackCall, int],
-) -> None:
-    bot, final, _ = answered
-
-    click(bot, final, ASK_PERSON)
-
-    in_thread = bot.slack.wait_for(
-        "chat.postMessage", lambda c: c.args.get("thread_ts") == final.args["ts"]
-    )[0]
-    assert "<@U0ALICE> asked for a person" in in_thread.args["text"]
-    to_team = bot.slack.wait_for("chat.postMessage", lambda c: c.args["channel"] == "C0ONCALL")[0]
-    assert "https://northwind.slack.com/archives/" in to_team.args["text"]
-    with bot.database.transaction() as session:
-        escalation = session.scalars(select(Escalation)).one()
-        assert (escalation.trigger, escalation.status.value) == ("button", "open")
-        state = session.scalars(select(Conversation.state)).one()
-        assert state is ConversationState.ESCALATED
-
-    click(bot, final, ASK_PERSON, user="U0BOB")  # a second press pages no one again
-    note = bot.slack.wait_for("chat.postEphemeral")[0]
-    assert note.args["user"] == "U0BOB"
-    assert len(bot.slack.calls_to("chat.postMessage")) == 3  # placeholder, thread, team
 
 
 def test_a_click_on_an_answer_that_is_gone_is_explained(

@@ -1,0 +1,284 @@
+"""The Slack side of a handoff to people: the thread notice, the on-call card, claims,
+resolutions and reminders. Every state change is written to the store first; Slack shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from bot.blocks import SlackMessage, SourceRef
+from bot.escalation_blocks import (
+    EscalationCard,
+    claimed_notice,
+    escalation_card,
+    handoff_notice,
+    moved_card_notice,
+    resolution_post,
+)
+from bot.services import Services
+from store import repository
+from store.models import (
+    Conversation,
+    Escalation,
+    EscalationPriority,
+    EscalationTrigger,
+    Message,
+    MessageRole,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_REMINDERS = 2  # the first re-posts the card louder; the second pings the fallback group
+ALREADY_WITH_PEOPLE = "A person has already been asked to help in this thread."
+
+
+def mention_syntax(ids: list[str]) -> str:
+    """Slack mention markup for user group ids (S…), user ids (U…, W…), `here` or `channel`."""
+    mentions = []
+    for raw in ids:
+        target = raw.strip()
+        if target.startswith("S"):
+            mentions.append(f"<!subteam^{target}>")
+        elif target.startswith(("U", "W")):
+            mentions.append(f"<@{target}>")
+        elif target in ("here", "channel"):
+            mentions.append(f"<!{target}>")
+    return " ".join(mentions)
+
+
+class Handoff:
+    """Escalations for one Slack workspace: one instance per call, cheap to build."""
+
+    def __init__(self, client: WebClient, services: Services) -> None:
+        self._client = client
+        self._services = services
+        self._settings = services.settings
+
+    def escalate(
+        self,
+        conversation_id: int,
+        *,
+        trigger: EscalationTrigger,
+        asker_id: str,
+        priority: EscalationPriority = EscalationPriority.NORMAL,
+        question_message_id: int | None = None,
+        answer_id: int | None = None,
+        tell_thread: bool = True,
+    ) -> int | None:
+        """Open an escalation, tell the thread, post the card; None if one was open already."""
+        with self._services.database.transaction() as session:
+            conversation = session.get_one(Conversation, conversation_id)
+            escalation, is_new = repository.open_escalation(
+                session,
+                conversation,
+                trigger=trigger,
+                priority=priority,
+                requested_by=asker_id,
+                question_message_id=question_message_id,
+                answer_id=answer_id,
+            )
+            escalation_id = escalation.id
+            channel_id, thread_ts = conversation.channel_id, conversation.thread_ts
+        if not is_new:
+            return None
+        logger.info(
+            "escalation=%d trigger=%s priority=%s", escalation_id, trigger.value, priority.value
+        )
+        if tell_thread:
+            self.tell_thread_help_is_coming(channel_id, thread_ts, asker_id, priority)
+        self._post_card(escalation_id)
+        return escalation_id
+
+    def tell_thread_help_is_coming(
+        self, channel_id: str, thread_ts: str, asker_id: str, priority: EscalationPriority
+    ) -> None:
+        sensitive = priority is EscalationPriority.HIGH
+        self._client.chat_postMessage(
+            channel=channel_id,
+            thread_ts=thread_ts,
+            text=handoff_notice(
+                asker_id,
+                safety_note=self._settings.escalation_safety_note if sensitive else None,
+                priority=priority.value,
+            ),
+        )
+
+    def claim(self, escalation_id: int, assignee: str) -> None:
+        """Raises EscalationStateError when someone else holds it or it is resolved."""
+        with self._services.database.transaction() as session:
+            escalation, newly = repository.claim_escalation(session, escalation_id, assignee)
+            channel_id = escalation.conversation.channel_id
+            thread_ts = escalation.conversation.thread_ts
+        if newly:
+            self._client.chat_postMessage(
+                channel=channel_id, thread_ts=thread_ts, text=claimed_notice(assignee)
+            )
+        self._update_card(escalation_id)
+
+    def prefill_for(self, escalation_id: int, user_id: str) -> str | None:
+        """The resolver's (or the assignee's) last reply in the thread, to start the answer."""
+        with self._services.database.transaction() as session:
+            escalation = session.get_one(Escalation, escalation_id)
+            for author in dict.fromkeys(filter(None, (user_id, escalation.assignee))):
+                reply = repository.last_reply_by(session, escalation.conversation_id, author)
+                if reply is not None:
+                    return reply.text
+        return None
+
+    def resolve(self, escalation_id: int, resolved_by: str, resolution: str) -> None:
+        """Store the answer, post it in the thread unless it is there, give the thread back."""
+        with self._services.database.transaction() as session:
+            escalation = repository.resolve_escalation(
+                session, escalation_id, resolution=resolution, resolved_by=resolved_by
+            )
+            conversation = escalation.conversation
+            already_said = _normalized(resolution) in {
+                _normalized(message.text)
+                for message in conversation.messages
+                if message.role is MessageRole.HUMAN
+            }
+            assignee = escalation.assignee or resolved_by
+            channel_id, thread_ts = conversation.channel_id, conversation.thread_ts
+            conversation_id = conversation.id
+        if not already_said:
+            posted = [
+                self._client.chat_postMessage(
+                    channel=channel_id,
+                    thread_ts=thread_ts,
+                    text=message.text,
+                    blocks=message.blocks,
+                )
+                for message in resolution_post(assignee, resolution)
+            ]
+            with self._services.database.transaction() as session:
+                conversation = session.get_one(Conversation, conversation_id)
+                repository.record_message(
+                    session,
+                    conversation,
+                    role=MessageRole.HUMAN,
+                    text=resolution,
+                    user_id=assignee,
+                    slack_ts=posted[0]["ts"],
+                )
+        self._update_card(escalation_id)
+
+    def send_due_reminders(self) -> int:
+        """Re-post cards nobody claimed in time; each reminder is sent by one replica only."""
+        wait = timedelta(minutes=self._settings.escalation_remind_minutes)
+        with self._services.database.transaction() as session:
+            due = [
+                (escalation.id, escalation.reminders_sent)
+                for escalation in repository.escalations_due_reminder(
+                    session, unclaimed_for=wait, max_reminders=MAX_REMINDERS
+                )
+            ]
+        sent = 0
+        for escalation_id, sent_so_far in due:
+            with self._services.database.transaction() as session:
+                mine = repository.take_reminder(session, escalation_id, sent_so_far=sent_so_far)
+            if mine:
+                self._post_card(escalation_id, reminder=sent_so_far + 1)
+                sent += 1
+        return sent
+
+    def _post_card(self, escalation_id: int, reminder: int = 0) -> None:
+        channel = self._settings.escalation_channel
+        if not channel:
+            logger.warning(
+                "escalation %d has no card: ESCALATION_CHANNEL is not set", escalation_id
+            )
+            return
+        with self._services.database.transaction() as session:
+            escalation = session.get_one(Escalation, escalation_id)
+            card = self._card(session, escalation, reminder)
+            previous = (escalation.card_channel, escalation.card_ts)
+        posted = self._client.chat_postMessage(
+            channel=channel, text=escalation_card(card).text, blocks=escalation_card(card).blocks
+        )
+        with self._services.database.transaction() as session:
+            repository.set_escalation_card(session, escalation_id, channel=channel, ts=posted["ts"])
+        if reminder and previous[1]:
+            self._edit(previous[0], previous[1], moved_card_notice(card))
+
+    def _update_card(self, escalation_id: int) -> None:
+        with self._services.database.transaction() as session:
+            escalation = session.get_one(Escalation, escalation_id)
+            if escalation.card_ts is None:
+                return
+            card = self._card(session, escalation, escalation.reminders_sent)
+            where = (escalation.card_channel, escalation.card_ts)
+        self._edit(where[0], where[1], escalation_card(card))
+
+    def _edit(self, channel: str | None, ts: str, message: SlackMessage) -> None:
+        try:
+            self._client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as error:
+            logger.warning("could not update an escalation card: %s", error.response.get("error"))
+
+    def _card(self, session: Session, escalation: Escalation, reminder: int) -> EscalationCard:
+        conversation = escalation.conversation
+        question = escalation.question_message
+        if question is None and escalation.answer is not None:
+            question = _question_before(conversation, escalation.answer.message_id)
+        answer = escalation.answer
+        mentions = (
+            self._settings.escalation_fallback_mention
+            if reminder >= MAX_REMINDERS
+            else self._settings.escalation_mention
+        )
+        return EscalationCard(
+            escalation_id=escalation.id,
+            question=question.text if question else "(the question was not recorded)",
+            asker_id=escalation.requested_by or conversation.user_id,
+            trigger=escalation.trigger,
+            priority=escalation.priority,
+            thread_link=self._permalink(conversation.channel_id, conversation.thread_ts),
+            channel_id=conversation.channel_id,
+            mention=mention_syntax(mentions),
+            draft=answer.message.text if answer else None,
+            sources=tuple(
+                SourceRef(
+                    title=citation.title or citation.doc_id,
+                    section=citation.section or "",
+                    version=int(citation.version) if citation.version.isdigit() else 0,
+                    effective_from=citation.effective_from,
+                    url=citation.url,
+                )
+                for citation in (answer.citations if answer else [])
+                if citation.effective_from is not None
+            ),
+            status=escalation.status.value,
+            assignee=escalation.assignee,
+            resolution=escalation.resolution,
+            reminder=reminder,
+        )
+
+    def _permalink(self, channel_id: str, thread_ts: str) -> str | None:
+        try:
+            return str(
+                self._client.chat_getPermalink(channel=channel_id, message_ts=thread_ts)[
+                    "permalink"
+                ]
+            )
+        except SlackApiError:
+            return None
+
+
+def _question_before(conversation: Conversation, message_id: int) -> Message | None:
+    earlier = [
+        message
+        for message in conversation.messages
+        if message.role is MessageRole.USER and message.id < message_id
+    ]
+    return earlier[-1] if earlier else None
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split()).casefold()
