@@ -7,7 +7,18 @@ import logging
 import typer
 from pydantic import ValidationError
 
-from bot.commands import ask, config, db, documents, escalations, evaluate, model, run
+from bot.commands import (
+    ask,
+    config,
+    dataset,
+    db,
+    documents,
+    escalations,
+    evaluate,
+    model,
+    run,
+    train,
+)
 from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
 from store.settings import Settings
@@ -28,6 +39,8 @@ app.command("run")(run.run)
 app.add_typer(documents.app, name="documents")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(escalations.app, name="escalations")
+app.add_typer(dataset.app, name="dataset")
+app.command("train")(train.train)
 
 
 @app.callback()

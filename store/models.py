@@ -151,6 +151,10 @@ class ModelVersion(Base):
         _enum_column(ModelVersionStatus, "status"), default=ModelVersionStatus.CANDIDATE
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set while it answers: rollback returns to the version promoted before this one.
+    promoted_at: Mapped[datetime | None] = mapped_column()
+    # Share of unrouted questions it answers while the promoted version answers the rest.
+    canary_share: Mapped[float | None] = mapped_column(Float)
 
 
 class Answer(Base):

@@ -27,6 +27,8 @@ from store.models import (
     Feedback,
     Message,
     MessageRole,
+    ModelVersion,
+    ModelVersionStatus,
     SlackEvent,
 )
 from store.types import utcnow
@@ -413,3 +415,32 @@ def _insert_unless_exists(session: Session, table: Table, values: dict[str, Any]
     # RETURNING, because rowcount is not reliable for INSERT on every driver.
     returning = statement.returning(*table.primary_key.columns)
     return session.execute(returning).first() is not None
+
+
+def register_model_version(
+    session: Session,
+    *,
+    name: str,
+    base_model: str,
+    adapter_path: str | None,
+    dataset_hash: str | None,
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Record a newly trained adapter as a candidate; names are never reused."""
+    if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
+        raise ValueError(f"a model version named {name!r} exists already; pick a new name")
+    version = ModelVersion(
+        name=name,
+        base_model=base_model,
+        adapter_path=adapter_path,
+        dataset_hash=dataset_hash,
+        metrics=metrics or {},
+        status=ModelVersionStatus.CANDIDATE,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def find_model_version(session: Session, name: str) -> ModelVersion | None:
+    return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
