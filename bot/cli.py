@@ -16,6 +16,7 @@ from bot.commands import (
     escalations,
     evaluate,
     model,
+    promote,
     run,
     train,
 )
@@ -41,6 +42,8 @@ app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(escalations.app, name="escalations")
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
+app.command("promote")(promote.promote)
+app.command("rollback")(promote.rollback)
 
 
 @app.callback()

@@ -16,6 +16,7 @@ from retrieval.embedding import load_embedder
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantSettings
 from serving.llm_client import ModelClient
+from serving.promotion import PromotedAdapter
 from store.database import Database
 from store.schema import open_current_database
 from store.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     database: Database
     assistant: Assistant
+    search: PolicySearch
 
 
 def assistant_settings(settings: Settings) -> AssistantSettings:
@@ -57,10 +59,10 @@ def open_services(settings: Settings) -> Iterator[Services]:
             )
             assistant = Assistant(
                 search=search,
-                model=ModelClient.from_settings(settings),
+                model=ModelClient.from_settings(settings, PromotedAdapter(database)),
                 database=database,
                 settings=assistant_settings(settings),
             )
-            yield Services(settings=settings, database=database, assistant=assistant)
+            yield Services(settings, database, assistant, search)
     finally:
         database.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import openai
@@ -136,10 +136,13 @@ class ModelClient:
         }
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelClient:
+    def from_settings(
+        cls, settings: Settings, promoted: Callable[[], str | None] | None = None
+    ) -> ModelClient:
+        """`promoted` names the adapter that answers unrouted questions (see promotion.py)."""
         return cls(
             [settings.llm_base_url, *settings.llm_fallback_urls],
-            router=AdapterRouter.from_settings(settings),
+            router=AdapterRouter.from_settings(settings, promoted),
             api_key=settings.llm_api_key,
             connect_timeout_s=settings.llm_connect_timeout_s,
             read_timeout_s=settings.llm_read_timeout_s,
@@ -202,6 +205,15 @@ class ModelClient:
                 logger.warning("model endpoint %s unavailable (%s)", endpoint, skipped[-1].reason)
                 continue
             except openai.APIStatusError as error:
+                if isinstance(error, openai.NotFoundError) and route.promoted and not parts:
+                    logger.warning(
+                        "%s does not serve the promoted adapter %s; the base model answers. "
+                        "Run `dispatchbot promote` again to reload it.",
+                        endpoint,
+                        route.adapter,
+                    )
+                    yield from self._generate(messages, Route(route.base_model, None))
+                    return
                 raise ModelRequestRejected(
                     f"{endpoint} rejected the request for model {route.served_model!r}: "
                     f"HTTP {error.status_code} {_server_message(error)}. If that adapter is not "

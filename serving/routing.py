@@ -4,7 +4,7 @@ only the choice of that name."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,6 +22,9 @@ class TaskKind(StrEnum):
 class Route:
     base_model: str
     adapter: str | None  # None: the base model answers
+    # Chosen because it is the promoted version (not pinned or routed): a server that lost
+    # the adapter (a restart) may answer with the base model instead of failing the user.
+    promoted: bool = False
 
     @property
     def served_model(self) -> str:
@@ -30,15 +33,24 @@ class Route:
 
 
 class AdapterRouter:
-    """Resolves a request to a served model: channel route, then task-kind route, then base."""
+    """Resolves a request to a served model: channel route, then task-kind route, then the
+    promoted adapter (when `promoted` is given), then the base model."""
 
-    def __init__(self, routes: Mapping[str, str], base_model: str) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, str],
+        base_model: str,
+        promoted: Callable[[], str | None] | None = None,
+    ) -> None:
         self._routes = dict(routes)
         self.base_model = base_model
+        self._promoted = promoted
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AdapterRouter:
-        return cls(settings.adapter_routes, settings.llm_model)
+    def from_settings(
+        cls, settings: Settings, promoted: Callable[[], str | None] | None = None
+    ) -> AdapterRouter:
+        return cls(settings.adapter_routes, settings.llm_model, promoted)
 
     def route(
         self,
@@ -48,10 +60,15 @@ class AdapterRouter:
         task_kind: TaskKind | str | None = None,
     ) -> Route:
         """An explicit `model` wins (e.g. an evaluation pinning an adapter version)."""
-        name = (
+        routed = (
             model
             or (self._routes.get(channel) if channel else None)
             or (self._routes.get(str(task_kind)) if task_kind else None)
-            or self.base_model
         )
-        return Route(self.base_model, None if name == self.base_model else name)
+        promoted = None if routed or not self._promoted else self._promoted()
+        name = routed or promoted or self.base_model
+        return Route(
+            self.base_model,
+            None if name == self.base_model else name,
+            promoted=promoted is not None and name == promoted,
+        )

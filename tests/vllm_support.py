@@ -48,10 +48,11 @@ def make_client(
     connect_timeout_s: float = 2.0,
     read_timeout_s: float = 30.0,
     max_tokens: int = 48,
+    promoted: Callable[[], str | None] | None = None,
 ) -> ModelClient:
     return ModelClient(
         endpoints,
-        router=AdapterRouter(routes or {}, BASE_MODEL),
+        router=AdapterRouter(routes or {}, BASE_MODEL, promoted),
         api_key=SecretStr("EMPTY"),
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,

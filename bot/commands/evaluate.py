@@ -1,4 +1,4 @@
-"""`dispatchbot evaluate ...`: measure retrieval on a labelled set (the model comes later)."""
+"""`dispatchbot evaluate ...`: measure retrieval, and model versions side by side."""
 
 from __future__ import annotations
 
@@ -10,13 +10,31 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
-from bot.commands.common import settings_of
+from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
 from bot.commands.retrieval import policy_store
+from bot.services import Services
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder
 from retrieval.evaluate import ModeScores, evaluate_retrieval, read_labelled_set
 from retrieval.search import PolicySearch
+from serving.evaluation import (
+    EvalItem,
+    Gate,
+    ItemKind,
+    ModelScores,
+    evaluate_model,
+    gate,
+    heldout_items,
+    question_items,
+    scores_json,
+)
+from serving.llm_client import ModelClient, ModelError
+from serving.promotion import PromotionError, active_versions, make_servable
+from store.models import ModelVersion
+from store.repository import find_model_version
+from store.types import utcnow
 
 app = typer.Typer(
     help="Measure retrieval and answer quality on labelled sets.", no_args_is_help=True
@@ -83,3 +101,125 @@ def _as_json(scores: list[ModeScores], file: Path, k: int) -> dict[str, object]:
             for score in scores
         },
     }
+
+
+DEFAULT_UNANSWERABLE_SET = Path("examples/eval/unanswerable.jsonl")
+BASE = "base"
+
+
+@app.command("model")
+def evaluate_model_command(
+    ctx: typer.Context,
+    candidate: str = typer.Option(..., "--candidate", help="The model version to judge."),
+    against: str | None = typer.Option(
+        None, "--against", help="The version to beat; default: the promoted one, else the base."
+    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="A `dataset export` folder: its held-out rows are the reference."
+        ),
+    ] = None,
+    limit: int = typer.Option(
+        12, "--limit", min=1, help="Questions taken from each examples/eval set."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores and the gate as JSON."),
+) -> None:
+    """Answer the same prompts with two versions side by side; store the scores and the gate.
+
+    Passes the gate only if not worse on citation validity and refusals, and closer to the
+    reference answers (ROUGE-L). Exit status 0 when it passes, 1 when it does not.
+    """
+    settings = settings_of(ctx)
+    endpoints = [settings.llm_base_url, *settings.llm_fallback_urls]
+    with command_services(settings) as services:
+        with services.database.transaction() as session:
+            contender = _version_or_fail(session, candidate)
+            baseline_name = against or active_versions(session).promoted or BASE
+            baseline = None if baseline_name == BASE else _version_or_fail(session, baseline_name)
+            try:
+                for version in filter(None, (contender, baseline)):
+                    make_servable(version, endpoints)
+            except PromotionError as error:
+                fail(str(error), EXIT_UNAVAILABLE)
+        items = _evaluation_items(services, data, limit)
+        client = ModelClient.from_settings(settings)
+        try:
+            scores = [
+                evaluate_model(client, name, items)
+                for name in (candidate, None if baseline_name == BASE else baseline_name)
+            ]
+        except ModelError as error:
+            fail(str(error), EXIT_UNAVAILABLE)
+        verdict = gate(scores[0], scores[1])
+        evaluation = {
+            "candidate": scores_json(scores[0]),
+            "against": scores_json(scores[1]) | {"model": baseline_name},
+            "items": {kind.value: sum(i.kind is kind for i in items) for kind in ItemKind},
+            "gate": {"passed": verdict.passed, "reasons": verdict.reasons},
+            "evaluated_at": utcnow().isoformat(),
+        }
+        with services.database.transaction() as session:
+            version = _version_or_fail(session, candidate)
+            version.metrics = {**(version.metrics or {}), "evaluation": evaluation}
+    if as_json:
+        typer.echo(json.dumps(evaluation, indent=2))
+    else:
+        _print_model_scores(scores[0], scores[1], baseline_name, verdict)
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
+def _version_or_fail(session: Session, name: str) -> ModelVersion:
+    version = find_model_version(session, name)
+    if version is None:
+        fail(f"no model version named {name!r}; `dispatchbot model report` lists them")
+    return version
+
+
+def _evaluation_items(services: Services, data: Path | None, limit: int) -> list[EvalItem]:
+    settings = services.settings
+    items: list[EvalItem] = []
+    if data is not None:
+        try:
+            items += heldout_items(data)
+        except (FileNotFoundError, ValueError, KeyError) as error:
+            fail(f"cannot read the held-out rows of {data}: {error}")
+    questions = {
+        ItemKind.ANSWERABLE: DEFAULT_RETRIEVAL_SET,
+        ItemKind.UNANSWERABLE: DEFAULT_UNANSWERABLE_SET,
+    }
+    for kind, path in questions.items():
+        asked = [json.loads(line)["question"] for line in path.read_text().splitlines() if line]
+        items += question_items(
+            asked[:limit],
+            kind,
+            lambda question: services.search.search(question, k=settings.search_k),
+            context_tokens=settings.llm_context_tokens,
+            reserved_for_answer=settings.llm_max_tokens,
+        )
+    return items
+
+
+def _print_model_scores(
+    candidate: ModelScores, against: ModelScores, against_name: str, verdict: Gate
+) -> None:
+    table = Table("measure", candidate.model, against_name, title=f"{candidate.items} prompts")
+    rows: list[tuple[str, float | None, float | None, str]] = [
+        ("citation validity", candidate.citation_validity, against.citation_validity, "{:.0%}"),
+        ("cites a source", candidate.citing, against.citing, "{:.0%}"),
+        ("refuses when not covered", candidate.refusal, against.refusal, "{:.0%}"),
+        ("ROUGE-L vs reference", candidate.rouge_l, against.rouge_l, "{:.3f}"),
+        ("to the point", candidate.to_the_point, against.to_the_point, "{:.0%}"),
+        ("words per answer", candidate.words, against.words, "{:.0f}"),
+        ("median latency ms", candidate.median_latency_ms, against.median_latency_ms, "{:.0f}"),
+        ("p95 latency ms", candidate.p95_latency_ms, against.p95_latency_ms, "{:.0f}"),
+    ]
+    for label, ours, theirs, form in rows:
+        table.add_row(label, *("-" if v is None else form.format(v) for v in (ours, theirs)))
+    console.print(table)
+    if verdict.passed:
+        console.print(
+            f"[green]Gate passed:[/] promote it with `dispatchbot promote {candidate.model}`."
+        )
+    else:
+        console.print("[red]Gate not passed:[/] " + "; ".join(verdict.reasons), highlight=False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 
 import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
+from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of, stderr
 from serving.base_weights import WeightsError
 from serving.local_vllm import (
     local_pid_file,
@@ -18,6 +20,7 @@ from serving.local_vllm import (
     prepare_local_vllm,
     serve_local_vllm,
 )
+from serving.model_report import version_report
 from serving.vllm_admin import list_served_models
 from serving.vllm_env import VllmEnvError
 from serving.vllm_server import ServerError, server_status, stop_server
@@ -157,3 +160,43 @@ def ensure_local_model(settings: Settings) -> None:
         serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
     except (ServerError, VllmEnvError, WeightsError) as error:
         fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one per version."),
+) -> None:
+    """Each model version beside the others: answers, 👍/👎, 👍 rate and median latency."""
+    with command_database(settings_of(ctx)) as database, database.transaction() as session:
+        rows = version_report(session)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        **asdict(row),
+                        "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
+                        "thumbs_up_rate": row.thumbs_up_rate,
+                    }
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("version", "status", "answers", "👍", "👎", "👍 rate", "median latency")
+    for row in rows:
+        status = row.status + (f" ({row.canary_share:.0%} canary)" if row.canary_share else "")
+        rate = "-" if row.thumbs_up_rate is None else f"{row.thumbs_up_rate:.0%}"
+        latency = "-" if row.median_latency_ms is None else f"{row.median_latency_ms:.0f} ms"
+        table.add_row(
+            row.name,
+            status,
+            str(row.answers),
+            str(row.thumbs_up),
+            str(row.thumbs_down),
+            rate,
+            latency,
+        )
+    console.print(table)

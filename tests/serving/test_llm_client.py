@@ -113,6 +113,20 @@ def test_all_endpoints_down_raises_model_unavailable_within_the_timeouts(
     assert [f.reason for f in raised.value.failures][1] == "timed out"
 
 
+def test_a_promoted_adapter_the_server_lost_is_replaced_by_the_base_model(
+    vllm_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client([vllm_server.base_url], promoted=lambda: "lost-in-a-restart-v7")
+
+    result = client.complete(QUESTION)
+
+    assert result.text
+    assert result.adapter is None  # the answer records who really wrote it
+    assert result.model == BASE_MODEL
+    assert "lost-in-a-restart-v7" in caplog.text
+    assert "dispatchbot promote" in caplog.text
+
+
 def test_an_unknown_model_is_rejected_with_a_hint(vllm_server: RunningServer) -> None:
     client = make_client([vllm_server.base_url])
 

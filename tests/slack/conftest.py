@@ -115,7 +115,10 @@ def make_parts(
             settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=max_tokens),
         )
         parts = BotParts(
-            settings, database, Services(settings, database, assistant), answer_executor(settings)
+            settings,
+            database,
+            Services(settings, database, assistant, policy_search),
+            answer_executor(settings),
         )
         made.append(parts)
         return parts
