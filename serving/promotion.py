@@ -202,3 +202,13 @@ def _with_canary(session: Session) -> list[ModelVersion]:
             )
         )
     )
+
+
+def restore_active_adapters(database: Database, endpoint: str) -> list[str]:
+    """After a (re)start the server has no adapters: load the promoted one and the canary."""
+    with database.transaction() as session:
+        active = active_versions(session)
+        versions = [_version(session, name) for name in (active.promoted, active.canary) if name]
+        for version in versions:
+            make_servable(version, [endpoint])
+        return [version.name for version in versions]

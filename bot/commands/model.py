@@ -11,6 +11,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of, stderr
 from serving.base_weights import WeightsError
@@ -21,9 +22,11 @@ from serving.local_vllm import (
     serve_local_vllm,
 )
 from serving.model_report import version_report
+from serving.promotion import PromotionError, restore_active_adapters
 from serving.vllm_admin import list_served_models
 from serving.vllm_env import VllmEnvError
 from serving.vllm_server import ServerError, server_status, stop_server
+from store.schema import SchemaOutOfDate, open_current_database
 from store.settings import Settings
 
 app = typer.Typer(
@@ -87,6 +90,22 @@ def serve(
         f"server ready in {outcome.startup_s:.1f} s, {time.monotonic() - began:.1f} s in all. "
         f"Log: {record.log_file}"
     )
+    restore_adapters(settings, record.base_url)
+
+
+def restore_adapters(settings: Settings, endpoint: str) -> None:
+    """Load the promoted adapter (and a canary) into a server that just started."""
+    try:
+        database = open_current_database(settings.database_url)
+    except (SchemaOutOfDate, SQLAlchemyError):
+        return  # no store yet: nothing was ever promoted
+    try:
+        for name in restore_active_adapters(database, endpoint):
+            console.print(f"Loaded adapter {name}, which the store says answers questions.")
+    except PromotionError as error:
+        stderr.print(f"[yellow]warning:[/] {error}; the base model answers until it is fixed.")
+    finally:
+        database.dispose()
 
 
 @app.command()
@@ -160,6 +179,7 @@ def ensure_local_model(settings: Settings) -> None:
         serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
     except (ServerError, VllmEnvError, WeightsError) as error:
         fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)
+    restore_adapters(settings, local_url)
 
 
 @app.command()
