@@ -2,6 +2,119 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from qdrant_client import QdrantClient
+from rich.console import Console
+from rich.table import Table
+
+from bot.commands.common import command_database, fail, settings_of
+from bot.commands.retrieval import policy_store
+from retrieval.collection import require_collection
+from retrieval.embedding import load_embedder
+from retrieval.search import PolicySearch
+from serving.dataset_export import (
+    ExportDirectoryError,
+    ExportReport,
+    SeedFileError,
+    check_output_dir,
+    export_dataset,
+    read_seed_file,
+)
+from store.settings import Settings
 
 app = typer.Typer(help="Training data for the next adapter, from the store.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for the JSON Lines files and manifest.json: new, empty or a "
+            "previous export (replaced).",
+        ),
+    ],
+    seed: Annotated[
+        Path | None,
+        typer.Option(
+            "--seed",
+            help="JSON Lines of {question, answer, doc_ids} with [doc-id] citations: SFT rows "
+            "for a fresh install, prompted with the sources retrieval finds today.",
+        ),
+    ] = None,
+    heldout_fraction: Annotated[
+        float,
+        typer.Option(
+            "--heldout-fraction",
+            min=0.0,
+            help="Share of conversations held out for evaluation, at least 0 and below 1.",
+        ),
+    ] = 0.1,
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """SFT, KTO and DPO rows from rated answers and people's resolutions, personal data
+    redacted, split into train and held-out by conversation."""
+    settings = settings_of(ctx)
+    if heldout_fraction >= 1:
+        fail(
+            f"--heldout-fraction must be below 1, so some data is left to train on; "
+            f"got {heldout_fraction}"
+        )
+    try:
+        check_output_dir(out)
+        seed_rows = read_seed_file(seed) if seed is not None else None
+    except (ExportDirectoryError, SeedFileError) as error:
+        fail(str(error))
+    with command_database(settings) as database:
+        if seed_rows is None:
+            report = export_dataset(database, out, heldout_fraction=heldout_fraction)
+        else:
+            with policy_store(settings) as client:
+                report = export_dataset(
+                    database,
+                    out,
+                    heldout_fraction=heldout_fraction,
+                    seed_rows=seed_rows,
+                    search=_policy_search(settings, client),
+                    search_k=settings.search_k,
+                    context_tokens=settings.llm_context_tokens,
+                    reserved_for_answer=settings.llm_max_tokens,
+                )
+    if as_json:
+        typer.echo(json.dumps(report.manifest(), indent=2))
+        return
+    _print_report(report)
+
+
+def _policy_search(settings: Settings, client: QdrantClient) -> PolicySearch:
+    """Retrieval as the bot does it, so seed prompts look like the prompts it sends."""
+    embedder = load_embedder(settings.embedding_model)
+    require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
+    return PolicySearch(
+        client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
+    )
+
+
+def _print_report(report: ExportReport) -> None:
+    table = Table("rows", "train", "held out")
+    for kind, sides in report.counts.items():
+        table.add_row(kind, str(sides["train"]), str(sides["heldout"]))
+    console.print(table)
+    if report.skipped:
+        skipped = Table("left out", "count")
+        for reason, count in report.skipped.items():
+            skipped.add_row(reason, str(count))
+        console.print(skipped)
+    console.print(
+        f"{report.redactions} personal details redacted; {report.seed_rows} rows from the seed. "
+        f"Written to {report.out_dir} (content hash {report.content_hash[:12]}).",
+        highlight=False,
+        markup=False,
+    )

@@ -1,0 +1,646 @@
+"""Training data for the next adapter, from the store: SFT, KTO and DPO rows as JSON Lines.
+
+- SFT: answers with net 👍 feedback, and people's resolutions of escalated questions, each
+  after the exact prompt the model saw (TRL's conversational `messages` format).
+- KTO: answers with net 👍 (label true) or net 👎 (label false).
+- DPO: a 👎 answer (rejected) against the resolution of the same question (chosen).
+
+Only what a model wrote, outside escalated threads, is learned from: the canned replies,
+people's chatter and the bot's turns after a thread was escalated stay out (DESIGN.md,
+"Learning loop"). Personal data is redacted in every string of every row. The held-out
+split is by conversation, so no thread has turns on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+
+from retrieval.search import PolicySearch
+from serving.assistant import NO_GENERATION, NOTHING_WRITTEN
+from serving.prompts import PromptSource, build_prompt
+from serving.redaction import redact
+from store.database import Database
+from store.models import (
+    Answer,
+    Conversation,
+    Escalation,
+    EscalationStatus,
+    Feedback,
+    Message,
+    MessageRole,
+)
+from store.types import utcnow
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SEED_CONVERSATION_PREFIX = "seed-"
+
+ChatMessage = dict[str, str]
+Row = dict[str, Any]
+
+
+class RowKind(StrEnum):
+    SFT = "sft"
+    KTO = "kto"
+    DPO = "dpo"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    HELDOUT = "heldout"
+
+
+# The six files in the order the content hash reads them.
+DATA_FILES = tuple(f"{kind}.{split}.jsonl" for kind in RowKind for split in Split)
+
+
+class Skip(StrEnum):
+    """Why something in the store (or the seed) is not a row."""
+
+    NOT_GENERATED = "not generated"  # the "not covered" reply: no model saw a prompt
+    CANNED_REPLY = "canned reply"  # the model wrote nothing; the user saw a fixed text
+    EMPTY_ANSWER = "empty answer"
+    UNREADABLE_PROMPT = "unreadable prompt"  # answers.prompt is not a JSON list of messages
+    ESCALATED_THREAD = "escalated thread"  # answered after the thread went to people
+    NO_FEEDBACK = "no feedback"
+    TIED_FEEDBACK = "tied feedback"  # as many 👎 as 👍
+    HUMAN_MESSAGE = "human message"  # people's turns are never rows, only resolutions
+    UNRESOLVED_ESCALATION = "unresolved escalation"
+    EMPTY_RESOLUTION = "empty resolution"
+    RESOLUTION_WITHOUT_PROMPT = "resolution without prompt"  # no generated answer to the question
+    SEED_NOT_RETRIEVED = "seed source not retrieved"
+
+
+class ExportDirectoryError(ValueError):
+    """The output folder holds something other than a previous export."""
+
+
+class SeedFileError(ValueError):
+    """The seed file cannot be read, or a line is not a seed row; the message says where."""
+
+
+class SeedRow(BaseModel):
+    """A hand-written example: the answer cites its sources as `[doc-id]` markers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    doc_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote; `manifest()` is the content of manifest.json."""
+
+    out_dir: Path
+    created_at: datetime
+    database: str
+    counts: dict[str, dict[str, int]]
+    skipped: dict[str, int]
+    redactions: int
+    heldout_fraction: float
+    seed_rows: int
+    content_hash: str
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "created_at": self.created_at.isoformat(),
+            "database": self.database,
+            "counts": self.counts,
+            "skipped": self.skipped,
+            "redactions": self.redactions,
+            "heldout_fraction": self.heldout_fraction,
+            "seed_rows": self.seed_rows,
+            "content_hash": self.content_hash,
+            "format": FORMAT,
+        }
+
+
+def export_dataset(
+    database: Database,
+    out_dir: Path,
+    *,
+    heldout_fraction: float = 0.1,
+    seed_rows: Sequence[SeedRow] | None = None,
+    search: PolicySearch | None = None,
+    search_k: int = 5,
+    context_tokens: int = 2048,
+    reserved_for_answer: int = 512,
+) -> ExportReport:
+    """Write the six JSON Lines files and manifest.json into `out_dir` (created if missing).
+
+    `out_dir` must be new, empty or a previous export, which is replaced. Seed rows need
+    `search`, to put the sources they cite in their prompts as the bot would.
+    """
+    if not 0 <= heldout_fraction < 1:
+        raise ValueError(
+            f"the held-out fraction must be at least 0 and below 1, not {heldout_fraction}"
+        )
+    if seed_rows and search is None:
+        raise ValueError("seed rows need a policy search to retrieve the sources they cite")
+    check_output_dir(out_dir)
+
+    rows, skipped = _rows_from_store(database)
+    if seed_rows:
+        assert search is not None
+        seeded, seed_skipped = seed_sft_rows(
+            seed_rows,
+            search,
+            k=search_k,
+            context_tokens=context_tokens,
+            reserved_for_answer=reserved_for_answer,
+        )
+        rows[RowKind.SFT].extend(seeded)
+        skipped.update(seed_skipped)
+
+    redactions = 0
+    kept: dict[RowKind, list[Row]] = {}
+    for kind in RowKind:
+        redacted = [_redact_row(row) for row in rows[kind]]
+        unique, duplicates = _drop_duplicates(redacted)
+        kept[kind] = [row for row, _ in unique]
+        redactions += sum(count for _, count in unique)
+        if duplicates:
+            skipped[f"duplicate {kind.value} row"] += duplicates
+
+    heldout = heldout_conversations(
+        (row["conversation"] for kind_rows in kept.values() for row in kind_rows),
+        heldout_fraction,
+    )
+    files: dict[str, bytes] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for kind in RowKind:
+        sides: dict[Split, list[Row]] = {split: [] for split in Split}
+        for row in kept[kind]:
+            sides[Split.HELDOUT if row["conversation"] in heldout else Split.TRAIN].append(row)
+        counts[kind.value] = {split.value: len(sides[split]) for split in Split}
+        for split in Split:
+            files[f"{kind}.{split}.jsonl"] = b"".join(_jsonl(row) for row in sides[split])
+
+    report = ExportReport(
+        out_dir=out_dir,
+        created_at=utcnow(),
+        database=database.display_url(),
+        counts=counts,
+        skipped={str(reason): count for reason, count in sorted(skipped.items())},
+        redactions=redactions,
+        heldout_fraction=heldout_fraction,
+        seed_rows=sum(
+            row["conversation"].startswith(SEED_CONVERSATION_PREFIX) for row in kept[RowKind.SFT]
+        ),
+        content_hash=content_hash(files),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in DATA_FILES:
+        (out_dir / name).write_bytes(files[name])
+    # Last: a folder with a manifest is a complete export.
+    (out_dir / MANIFEST).write_text(json.dumps(report.manifest(), indent=2) + "\n", "utf-8")
+    return report
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse a folder that is neither new, empty nor a previous export (nothing is written)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ExportDirectoryError(f"{out_dir} is a file; give --out a folder")
+    names = {path.name for path in out_dir.iterdir()}
+    if not names:
+        return
+    previous = MANIFEST in names and names <= {*DATA_FILES, MANIFEST}
+    if previous and _reads_as_manifest(out_dir / MANIFEST):
+        return
+    raise ExportDirectoryError(
+        f"{out_dir} is not empty and is not a previous dataset export; "
+        "give --out a new or empty folder (nothing was written)"
+    )
+
+
+def content_hash(files: dict[str, bytes]) -> str:
+    """sha256 over the six files in `DATA_FILES` order, each framed by its name and length,
+    so a row moved from one file to the next changes the hash."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        data = files[name]
+        digest.update(f"{name}\n{len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def conversation_key(team_id: str, channel_id: str, thread_ts: str) -> str:
+    """A stable opaque id for a thread: the rows of one thread share it, nothing else shows."""
+    return hashlib.sha256(f"{team_id}/{channel_id}/{thread_ts}".encode()).hexdigest()[:16]
+
+
+def heldout_conversations(conversations: Iterable[str], fraction: float) -> frozenset[str]:
+    """The conversations held out: those whose hash falls below `fraction`.
+
+    A conversation keeps its side as the store grows. With two or more conversations and a
+    fraction above 0, at least one is held out and at least one is left to train on.
+    """
+    ids = sorted(set(conversations))
+    if fraction <= 0 or not ids:
+        return frozenset()
+    position = {conversation: _unit_hash(conversation) for conversation in ids}
+    held = {conversation for conversation in ids if position[conversation] < fraction}
+    if len(ids) >= 2:
+        if not held:
+            held = {min(ids, key=position.__getitem__)}
+        elif len(held) == len(ids):
+            held.remove(max(ids, key=position.__getitem__))
+    return frozenset(held)
+
+
+# The store
+
+
+@dataclass(frozen=True)
+class _StoredAnswer:
+    id: int
+    conversation: str
+    conversation_id: int
+    text: str
+    prompt: list[ChatMessage]  # empty: none, or unreadable
+    model: str
+    created_at: datetime
+    question_message_id: int | None  # the user's message just before it
+    votes: int
+    net_feedback: int
+
+
+@dataclass(frozen=True)
+class _StoredEscalation:
+    conversation_id: int
+    status: EscalationStatus
+    resolution: str | None
+    created_at: datetime
+    answer_id: int | None
+    question_message_id: int | None
+
+
+def _rows_from_store(database: Database) -> tuple[dict[RowKind, list[Row]], Counter[str]]:
+    """The rows the store yields (not yet redacted or deduplicated), and what was skipped."""
+    answers, escalations, human_messages = _read_store(database)
+    rows: dict[RowKind, list[Row]] = {kind: [] for kind in RowKind}
+    skipped: Counter[str] = Counter()
+    if human_messages:
+        skipped[Skip.HUMAN_MESSAGE] += human_messages
+
+    by_id = {answer.id: answer for answer in answers}
+    by_question: dict[int, _StoredAnswer] = {}
+    for answer in answers:
+        if answer.question_message_id is not None and _usable(answer):
+            by_question.setdefault(answer.question_message_id, answer)
+    escalations_in: dict[int, list[_StoredEscalation]] = defaultdict(list)
+    for escalation in escalations:
+        escalations_in[escalation.conversation_id].append(escalation)
+
+    for answer in answers:
+        reason = _skip_reason(answer, escalations_in[answer.conversation_id])
+        if reason is not None:
+            skipped[reason] += 1
+            continue
+        if answer.net_feedback > 0:
+            rows[RowKind.SFT].append(_sft_row(answer.conversation, answer.prompt, answer.text))
+        rows[RowKind.KTO].append(
+            _kto_row(answer.conversation, answer.prompt, answer.text, answer.net_feedback > 0)
+        )
+        if answer.net_feedback < 0:
+            resolution = _resolution_for(answer, escalations_in[answer.conversation_id])
+            if resolution is not None:
+                rows[RowKind.DPO].append(
+                    _dpo_row(answer.conversation, answer.prompt, resolution, answer.text)
+                )
+
+    for escalation in escalations:
+        if escalation.status is not EscalationStatus.RESOLVED:
+            skipped[Skip.UNRESOLVED_ESCALATION] += 1
+            continue
+        resolution = (escalation.resolution or "").strip()
+        if not resolution:
+            skipped[Skip.EMPTY_RESOLUTION] += 1
+            continue
+        asked = _answer_to_escalated_question(escalation, by_id, by_question)
+        if asked is None:
+            skipped[Skip.RESOLUTION_WITHOUT_PROMPT] += 1
+            continue
+        rows[RowKind.SFT].append(_sft_row(asked.conversation, asked.prompt, resolution))
+    return rows, skipped
+
+
+def _read_store(
+    database: Database,
+) -> tuple[list[_StoredAnswer], list[_StoredEscalation], int]:
+    with database.transaction() as session:
+        conversations = {
+            row.id: conversation_key(row.team_id, row.channel_id, row.thread_ts)
+            for row in session.execute(
+                select(
+                    Conversation.id,
+                    Conversation.team_id,
+                    Conversation.channel_id,
+                    Conversation.thread_ts,
+                )
+            )
+        }
+        # Which user message each assistant message answered: the last one before it.
+        question_of: dict[int, int | None] = {}
+        last_question: dict[int, int] = {}
+        human_messages = 0
+        for message in session.execute(
+            select(Message.id, Message.conversation_id, Message.role).order_by(Message.id)
+        ):
+            if message.role is MessageRole.USER:
+                last_question[message.conversation_id] = message.id
+            elif message.role is MessageRole.ASSISTANT:
+                question_of[message.id] = last_question.get(message.conversation_id)
+            else:
+                human_messages += 1
+        feedback = {
+            row.answer_id: (row.votes, row.net)
+            for row in session.execute(
+                select(
+                    Feedback.answer_id,
+                    func.count(Feedback.id).label("votes"),
+                    func.sum(Feedback.value).label("net"),
+                ).group_by(Feedback.answer_id)
+            )
+        }
+        answers = [
+            _StoredAnswer(
+                id=row.id,
+                conversation=conversations[row.conversation_id],
+                conversation_id=row.conversation_id,
+                text=row.text,
+                prompt=_read_prompt(row.prompt),
+                model=row.model,
+                created_at=row.created_at,
+                question_message_id=question_of.get(row.message_id),
+                votes=feedback.get(row.id, (0, 0))[0],
+                net_feedback=int(feedback.get(row.id, (0, 0))[1]),
+            )
+            for row in session.execute(
+                select(
+                    Answer.id,
+                    Answer.message_id,
+                    Answer.prompt,
+                    Answer.model,
+                    Answer.created_at,
+                    Message.text,
+                    Message.conversation_id,
+                )
+                .join(Message, Answer.message_id == Message.id)
+                .order_by(Answer.id)
+            )
+        ]
+        escalations = [
+            _StoredEscalation(
+                conversation_id=row.conversation_id,
+                status=row.status,
+                resolution=row.resolution,
+                created_at=row.created_at,
+                answer_id=row.answer_id,
+                question_message_id=row.question_message_id,
+            )
+            for row in session.scalars(select(Escalation).order_by(Escalation.id))
+        ]
+    return answers, escalations, human_messages
+
+
+def _skip_reason(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]) -> Skip | None:
+    if answer.model == NO_GENERATION:
+        return Skip.NOT_GENERATED
+    if not answer.text.strip():
+        return Skip.EMPTY_ANSWER
+    if answer.text == NOTHING_WRITTEN:
+        return Skip.CANNED_REPLY
+    if not answer.prompt:
+        return Skip.UNREADABLE_PROMPT
+    if any(
+        answer.created_at >= escalation.created_at and answer.id != escalation.answer_id
+        for escalation in escalations
+    ):
+        return Skip.ESCALATED_THREAD
+    if answer.votes == 0:
+        return Skip.NO_FEEDBACK
+    if answer.net_feedback == 0:
+        return Skip.TIED_FEEDBACK
+    return None
+
+
+def _usable(answer: _StoredAnswer | None) -> bool:
+    return answer is not None and answer.model != NO_GENERATION and bool(answer.prompt)
+
+
+def _answer_to_escalated_question(
+    escalation: _StoredEscalation,
+    by_id: dict[int, _StoredAnswer],
+    by_question: dict[int, _StoredAnswer],
+) -> _StoredAnswer | None:
+    """The generated answer whose prompt the bot had for the escalated question, if any."""
+    drafted = by_id.get(escalation.answer_id) if escalation.answer_id is not None else None
+    if _usable(drafted):
+        return drafted
+    if escalation.question_message_id is None:
+        return None
+    return by_question.get(escalation.question_message_id)
+
+
+def _resolution_for(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]) -> str | None:
+    """What people answered to the same question, when they resolved an escalation of it."""
+    for escalation in escalations:
+        same_question = escalation.answer_id == answer.id or (
+            escalation.question_message_id is not None
+            and escalation.question_message_id == answer.question_message_id
+        )
+        resolution = (escalation.resolution or "").strip()
+        if same_question and escalation.status is EscalationStatus.RESOLVED and resolution:
+            return resolution
+    return None
+
+
+def _read_prompt(serialized: str) -> list[ChatMessage]:
+    """The chat messages of `answers.prompt`; empty when there are none or they do not parse."""
+    try:
+        messages = json.loads(serialized)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(messages, list):
+        return []
+    for message in messages:
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            return []
+    return messages
+
+
+# The seed
+
+
+def read_seed_file(path: Path) -> list[SeedRow]:
+    """Seed rows from a JSON Lines file; a bad line is reported with its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise SeedFileError(f"cannot read the seed file {path}: {error.strerror}") from error
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(SeedRow.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as error:
+            raise SeedFileError(
+                f"{path}:{number}: expected a JSON object with question, answer and doc_ids"
+            ) from error
+    if not rows:
+        raise SeedFileError(f"{path} has no seed rows")
+    return rows
+
+
+_DOC_MARKER = re.compile(r"\[((?=[a-z0-9-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*)\]")
+
+
+def seed_sft_rows(
+    seed_rows: Sequence[SeedRow],
+    search: PolicySearch,
+    *,
+    k: int,
+    context_tokens: int,
+    reserved_for_answer: int,
+) -> tuple[list[Row], Counter[str]]:
+    """SFT rows for a fresh install: each seed question with the prompt the bot would build.
+
+    Sources are retrieved as the bot retrieves them, and each `[doc-id]` marker becomes the
+    number of that document's first source in the prompt. A row citing a document the
+    prompt does not hold would teach citing what is not there: it is skipped.
+    """
+    rows: list[Row] = []
+    skipped: Counter[str] = Counter()
+    for number, seed in enumerate(seed_rows, start=1):
+        results = search.search(seed.question, k=k)
+        prompt = build_prompt(
+            seed.question,
+            results,
+            [],
+            context_tokens=context_tokens,
+            reserved_for_answer=reserved_for_answer,
+        )
+        answer = _cite_by_number(seed.answer, prompt.sources, required=seed.doc_ids)
+        if answer is None:
+            skipped[Skip.SEED_NOT_RETRIEVED] += 1
+            continue
+        rows.append(_sft_row(f"{SEED_CONVERSATION_PREFIX}{number}", prompt.messages, answer))
+    return rows, skipped
+
+
+def _cite_by_number(
+    answer: str, sources: Sequence[PromptSource], *, required: Iterable[str] = ()
+) -> str | None:
+    """`[doc-id]` markers as `[n]`, n the first prompt source of that document.
+
+    None when a marked or `required` document is not among the sources.
+    """
+    first_source: dict[str, int] = {}
+    for number, source in enumerate(sources, start=1):
+        first_source.setdefault(source.doc_id, number)
+    cited = {match.group(1) for match in _DOC_MARKER.finditer(answer)} | set(required)
+    if not cited <= first_source.keys():
+        return None
+    return _DOC_MARKER.sub(lambda match: f"[{first_source[match.group(1)]}]", answer)
+
+
+# Rows
+
+
+def _sft_row(conversation: str, prompt: list[ChatMessage], completion: str) -> Row:
+    return {
+        "messages": [*prompt, {"role": "assistant", "content": completion}],
+        "conversation": conversation,
+    }
+
+
+def _kto_row(conversation: str, prompt: list[ChatMessage], completion: str, label: bool) -> Row:
+    return {
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": completion}],
+        "label": label,
+        "conversation": conversation,
+    }
+
+
+def _dpo_row(conversation: str, prompt: list[ChatMessage], chosen: str, rejected: str) -> Row:
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "conversation": conversation,
+    }
+
+
+def _redact_row(row: Row) -> tuple[Row, int]:
+    count = 0
+
+    def clean(value: Any) -> Any:
+        nonlocal count
+        if isinstance(value, str):
+            text, replaced = redact(value)
+            count += replaced
+            return text
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        return value
+
+    return clean(row), count
+
+
+def _drop_duplicates(rows: Sequence[tuple[Row, int]]) -> tuple[list[tuple[Row, int]], int]:
+    """The first of rows with the same content whatever their conversation, and how many
+    were dropped; across train and held-out alike, so no duplicate leaks the held-out set."""
+    seen: set[str] = set()
+    unique: list[tuple[Row, int]] = []
+    for row, redactions in rows:
+        content = {key: value for key, value in row.items() if key != "conversation"}
+        key = hashlib.sha256(
+            json.dumps(content, ensure_ascii=False, sort_keys=True).encode()
+        ).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            unique.append((row, redactions))
+    return unique, len(rows) - len(unique)
+
+
+def _jsonl(row: Row) -> bytes:
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode()
+
+
+def _unit_hash(conversation: str) -> float:
+    """A fixed position in [0, 1) for a conversation id."""
+    digest = hashlib.sha256(conversation.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _reads_as_manifest(path: Path) -> bool:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and "format" in manifest and "content_hash" in manifest
