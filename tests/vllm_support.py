@@ -16,7 +16,7 @@ from serving.local_vllm import ServeOutcome
 from serving.routing import AdapterRouter
 from store.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 VLLM_VENV = REPO_ROOT / ".venv-vllm"
 MODELS_DIR = REPO_ROOT / "var" / "models"
 BASE_MODEL = "smollm2-135m-instruct"

@@ -120,8 +120,15 @@ def evaluate_model_command(
             "--data", help="A `dataset export` folder: its held-out rows are the reference."
         ),
     ] = None,
+    answerable: Annotated[
+        Path, typer.Option("--answerable", help="JSON Lines of questions the policies cover.")
+    ] = DEFAULT_RETRIEVAL_SET,
+    unanswerable: Annotated[
+        Path,
+        typer.Option("--unanswerable", help="JSON Lines of questions they do not cover."),
+    ] = DEFAULT_UNANSWERABLE_SET,
     limit: int = typer.Option(
-        12, "--limit", min=1, help="Questions taken from each examples/eval set."
+        12, "--limit", min=1, help="Prompts taken from each set (held-out, covered, not covered)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the scores and the gate as JSON."),
 ) -> None:
@@ -142,7 +149,8 @@ def evaluate_model_command(
                     make_servable(version, endpoints)
             except PromotionError as error:
                 fail(str(error), EXIT_UNAVAILABLE)
-        items = _evaluation_items(services, data, limit)
+        question_sets = {ItemKind.ANSWERABLE: answerable, ItemKind.UNANSWERABLE: unanswerable}
+        items = _evaluation_items(services, data, question_sets, limit)
         client = ModelClient.from_settings(settings)
         try:
             scores = [
@@ -176,20 +184,22 @@ def _version_or_fail(session: Session, name: str) -> ModelVersion:
     return version
 
 
-def _evaluation_items(services: Services, data: Path | None, limit: int) -> list[EvalItem]:
+def _evaluation_items(
+    services: Services, data: Path | None, question_sets: dict[ItemKind, Path], limit: int
+) -> list[EvalItem]:
     settings = services.settings
     items: list[EvalItem] = []
     if data is not None:
         try:
-            items += heldout_items(data)
+            items += heldout_items(data)[:limit]
         except (FileNotFoundError, ValueError, KeyError) as error:
             fail(f"cannot read the held-out rows of {data}: {error}")
-    questions = {
-        ItemKind.ANSWERABLE: DEFAULT_RETRIEVAL_SET,
-        ItemKind.UNANSWERABLE: DEFAULT_UNANSWERABLE_SET,
-    }
-    for kind, path in questions.items():
-        asked = [json.loads(line)["question"] for line in path.read_text().splitlines() if line]
+    for kind, path in question_sets.items():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            asked = [json.loads(line)["question"] for line in lines if line.strip()]
+        except (OSError, ValueError, KeyError) as error:
+            fail(f"cannot read questions from {path} ({error}); pass --{kind.value} FILE")
         items += question_items(
             asked[:limit],
             kind,
