@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
 
 from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
 from bot.channels import ChannelPolicy
@@ -92,13 +93,7 @@ def _is_for_the_bot(question: Question, channels: ChannelPolicy, services: Servi
     if question.in_thread:
         # A thread the bot took a question in (it answered, or handed it to people).
         with services.database.transaction() as session:
-            conversation = repository.find_conversation(
-                session,
-                team_id=question.team_id,
-                channel_id=question.channel_id,
-                thread_ts=question.thread_ts,
-            )
-            return conversation is not None
+            return _conversation_of(session, question) is not None
     return channels.takes_every_message_in(question.channel_id)
 
 
@@ -107,18 +102,22 @@ def _escalated(services: Services, question: Question) -> Escalation | None:
     if not question.in_thread:
         return None
     with services.database.transaction() as session:
-        conversation = repository.find_conversation(
-            session,
-            team_id=question.team_id,
-            channel_id=question.channel_id,
-            thread_ts=question.thread_ts,
-        )
+        conversation = _conversation_of(session, question)
         if conversation is None or conversation.state is not ConversationState.ESCALATED:
             return None
         escalation = repository.find_unresolved_escalation(session, conversation.id)
         if escalation is not None:
             session.expunge(escalation)
         return escalation
+
+
+def _conversation_of(session: Session, question: Question) -> Conversation | None:
+    return repository.find_conversation(
+        session,
+        team_id=question.team_id,
+        channel_id=question.channel_id,
+        thread_ts=question.thread_ts,
+    )
 
 
 def _log_turn_in_escalated_thread(

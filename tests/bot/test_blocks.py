@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from block_checks import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
@@ -33,8 +34,6 @@ from bot.blocks import (
 )
 from bot.mrkdwn import to_mrkdwn
 
-MESSAGE_TEXT_BUDGET = 11_000
-
 APPROVALS = SourceRef(
     title="Load Approval Thresholds",
     section="Load Approval Thresholds > Approval by weight > Over 26,000 lb",
@@ -48,29 +47,6 @@ SLAS = SourceRef(
     version=2,
     effective_from=date(2025, 12, 9),
 )
-
-
-def block_text(block: Any) -> int:
-    """Characters of text a block shows, counted independently of the code under test."""
-    if isinstance(block, dict):
-        return sum(
-            len(value) if key == "text" and isinstance(value, str) else block_text(value)
-            for key, value in block.items()
-        )
-    if isinstance(block, list):
-        return sum(block_text(item) for item in block)
-    return 0
-
-
-def assert_valid(message: SlackMessage) -> None:
-    assert 1 <= len(message.blocks) <= 50
-    for block in message.blocks:
-        Block.parse(block).validate_json()
-        if block["type"] == "section":
-            # slack_sdk lets an empty text through; Slack does not.
-            assert block["text"]["text"].strip()
-    assert block_text(message.blocks) <= MESSAGE_TEXT_BUDGET
-    assert 0 < len(message.text) <= 3_000
 
 
 def answer_sections(messages: list[SlackMessage]) -> list[str]:

@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from vllm_support import MODELS_DIR, RunningServer
 
-from serving.vllm_admin import list_served_models
+from serving.vllm_admin import list_served_models, unload_adapter
 from store import repository
 from store.database import Database
 from store.models import Answer, Conversation, EscalationTrigger, ModelVersion
@@ -32,6 +33,7 @@ QUESTIONS = [
     "what placards does a hazmat load need?",
 ]
 CONTACT = "lead.dispatcher@northwind.example or (555) 010-2233"
+ADAPTER = "loop-v1"
 
 
 class Operator:
@@ -73,11 +75,18 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.fixture
+def operator(vllm_server: RunningServer, tmp_path: Path) -> Iterator[Operator]:
+    yield Operator(tmp_path, vllm_server)
+    # The test server is shared by the whole session: leave it serving what it served.
+    if ADAPTER in {model.id for model in list_served_models(vllm_server.base_url)}:
+        unload_adapter(vllm_server.base_url, ADAPTER)
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_feedback_becomes_an_adapter_that_answers_and_can_be_rolled_back(
-    vllm_server: RunningServer, tmp_path: Path
+    vllm_server: RunningServer, operator: Operator, tmp_path: Path
 ) -> None:
-    operator = Operator(tmp_path, vllm_server)
     operator.run("db", "upgrade")
     operator.run("ingest", *(str(POLICIES / f) for f in ("load-approval.md", "service-slas.md")))
 
@@ -129,15 +138,15 @@ def test_feedback_becomes_an_adapter_that_answers_and_can_be_rolled_back(
 
     # Train a few steps, then judge the adapter against the base on the same prompts.
     trained = operator.json(
-        "train", "--data", str(dataset), "--name", "loop-v1", "--max-steps", "3",
-        "--out", str(tmp_path / "adapters" / "loop-v1"),
+        "train", "--data", str(dataset), "--name", ADAPTER, "--max-steps", "2",
+        "--out", str(tmp_path / "adapters" / ADAPTER),
     )  # fmt: skip
     assert Path(trained["adapter_path"], "adapter_config.json").is_file()
     evaluated = operator.run(
         "evaluate", "model", "--candidate", "loop-v1", "--data", str(dataset),
         "--answerable", str(EVAL / "retrieval.jsonl"),
         "--unanswerable", str(EVAL / "unanswerable.jsonl"),
-        "--limit", "2", "--json", ok=False,
+        "--limit", "1", "--json", ok=False,
     )  # fmt: skip
     assert evaluated.returncode in (0, 1), evaluated.stderr
     assert evaluated.stdout.startswith("{"), evaluated.stderr
