@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from vllm_support import BASE_MODEL, RunningServer, SocketServer, free_port, local_settings
 
 from serving.local_vllm import local_pid_file, serve_local_vllm
-from serving.vllm_server import stop_server
+from serving.vllm_server import ServerError, stop_server
 from store import schema
 from store.database import Database
 
@@ -103,7 +103,14 @@ def database(empty_database: Database) -> Database:
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     settings = local_settings(tmp_path_factory.mktemp("vllm-session"), free_port())
-    outcome = serve_local_vllm(settings, lambda step: print(f"[vllm fixture] {step}"))
+    try:
+        outcome = serve_local_vllm(settings, lambda step: print(f"[vllm fixture] {step}"))
+    except ServerError as error:
+        # Seen once in CI: the first start in a new virtualenv exited without a word. A
+        # second start on another port tells a machine hiccup from a broken server.
+        print(f"[vllm fixture] first start failed ({error}); starting again")
+        settings = local_settings(tmp_path_factory.mktemp("vllm-session"), free_port())
+        outcome = serve_local_vllm(settings, lambda step: print(f"[vllm fixture] {step}"))
     try:
         yield RunningServer(settings, outcome)
     finally:
