@@ -197,8 +197,9 @@ class Handoff:
             escalation = session.get_one(Escalation, escalation_id)
             card = self._card(session, escalation, reminder)
             previous = (escalation.card_channel, escalation.card_ts)
+        message = escalation_card(card)
         posted = self._client.chat_postMessage(
-            channel=channel, text=escalation_card(card).text, blocks=escalation_card(card).blocks
+            channel=channel, text=message.text, blocks=message.blocks
         )
         with self._services.database.transaction() as session:
             repository.set_escalation_card(session, escalation_id, channel=channel, ts=posted["ts"])

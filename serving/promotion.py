@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from serving.vllm_admin import AdapterError, list_served_models, load_adapter
 from store.database import Database
 from store.models import ModelVersion, ModelVersionStatus
+from store.repository import find_model_version
 from store.types import utcnow
 
 
@@ -182,7 +183,7 @@ def rollback(session: Session, *, endpoints: Sequence[str]) -> ActiveVersions:
 
 
 def _version(session: Session, name: str) -> ModelVersion:
-    version = session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
+    version = find_model_version(session, name)
     if version is None:
         raise PromotionError(
             f"no model version named {name!r}; `dispatchbot model report` lists them"

@@ -427,7 +427,7 @@ def register_model_version(
     metrics: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Record a newly trained adapter as a candidate; names are never reused."""
-    if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
+    if find_model_version(session, name) is not None:
         raise ValueError(f"a model version named {name!r} exists already; pick a new name")
     version = ModelVersion(
         name=name,

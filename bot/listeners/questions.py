@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy.orm import Session
 
 from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
 from bot.channels import ChannelPolicy
@@ -48,7 +48,7 @@ def register(
 
     def answer_mention(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         question = _question(event, context)
-        if question is None or _escalated(services, question) is not None:
+        if question is None or _thread_of(services, question).escalation is not None:
             return  # in a thread people own, the message event logs the mention
         if not channels.answers_in(question):
             client.chat_postEphemeral(
@@ -64,10 +64,10 @@ def register(
         question = _question(event, context)
         if question is None:
             return
-        escalation = _escalated(services, question)
-        if escalation is not None:
-            _log_turn_in_escalated_thread(services, question, escalation)
-        elif _is_for_the_bot(question, channels, services):
+        thread = _thread_of(services, question)
+        if thread.escalation is not None:
+            _log_turn_in_escalated_thread(services, question, thread.escalation)
+        elif _is_for_the_bot(question, channels, thread):
             answer_question(question, client, services, rules, context)
 
     app.event("app_mention")(ack=ack, lazy=[answer_mention])
@@ -80,7 +80,7 @@ def _question(event: dict[str, Any], context: BoltContext) -> Question | None:
     )
 
 
-def _is_for_the_bot(question: Question, channels: ChannelPolicy, services: Services) -> bool:
+def _is_for_the_bot(question: Question, channels: ChannelPolicy, thread: _Thread) -> bool:
     """Which plain messages (no app_mention event) the bot takes as questions to it."""
     if not channels.answers_in(question):
         return False
@@ -91,33 +91,36 @@ def _is_for_the_bot(question: Question, channels: ChannelPolicy, services: Servi
     if question.mentions_bot:
         return False  # its app_mention event answers it
     if question.in_thread:
-        # A thread the bot took a question in (it answered, or handed it to people).
-        with services.database.transaction() as session:
-            return _conversation_of(session, question) is not None
+        return thread.known  # the bot took a question there (answered it, or handed it on)
     return channels.takes_every_message_in(question.channel_id)
 
 
-def _escalated(services: Services, question: Question) -> Escalation | None:
-    """The escalation that holds the question's thread, if people own it now."""
+@dataclass(frozen=True)
+class _Thread:
+    """What the store knows of the thread a reply was posted in (one lookup per message)."""
+
+    known: bool  # a conversation exists: the bot took a question there
+    escalation: Escalation | None  # the escalation that holds it, if people own it now
+
+
+def _thread_of(services: Services, question: Question) -> _Thread:
     if not question.in_thread:
-        return None
+        return _Thread(known=False, escalation=None)
     with services.database.transaction() as session:
-        conversation = _conversation_of(session, question)
-        if conversation is None or conversation.state is not ConversationState.ESCALATED:
-            return None
-        escalation = repository.find_unresolved_escalation(session, conversation.id)
-        if escalation is not None:
-            session.expunge(escalation)
-        return escalation
-
-
-def _conversation_of(session: Session, question: Question) -> Conversation | None:
-    return repository.find_conversation(
-        session,
-        team_id=question.team_id,
-        channel_id=question.channel_id,
-        thread_ts=question.thread_ts,
-    )
+        conversation = repository.find_conversation(
+            session,
+            team_id=question.team_id,
+            channel_id=question.channel_id,
+            thread_ts=question.thread_ts,
+        )
+        if conversation is None:
+            return _Thread(known=False, escalation=None)
+        escalation = None
+        if conversation.state is ConversationState.ESCALATED:
+            escalation = repository.find_unresolved_escalation(session, conversation.id)
+            if escalation is not None:
+                session.expunge(escalation)
+        return _Thread(known=True, escalation=escalation)
 
 
 def _log_turn_in_escalated_thread(
