@@ -44,6 +44,7 @@ def local_server_config(settings: Settings, port: int | None = None) -> LocalSer
         kv_cache_gb=settings.vllm_kv_cache_gb,
         max_loras=settings.vllm_max_loras,
         max_lora_rank=settings.vllm_max_lora_rank,
+        prefix_caching=settings.vllm_prefix_caching,
         pid_file=local_pid_file(settings),
         log_file=(settings.data_dir / "logs" / "vllm.log").absolute(),
         cache_dir=(settings.data_dir / "vllm-cache").absolute(),

@@ -46,6 +46,7 @@ class LocalServerConfig:
     kv_cache_gb: int
     max_loras: int
     max_lora_rank: int
+    prefix_caching: bool
     pid_file: Path
     log_file: Path
     cache_dir: Path
@@ -78,6 +79,8 @@ class LocalServerConfig:
             str(self.max_lora_rank),
             "--max-loras",
             str(self.max_loras),
+            # Every prompt starts with the same system prompt: caching its KV saves prefill.
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]
 
     def environment(self) -> dict[str, str]:

@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     vllm_max_lora_rank: int = Field(
         default=16, description="Largest LoRA rank the local vLLM accepts (1, 8, 16, 32, 64, ...)."
     )
+    vllm_prefix_caching: bool = Field(
+        default=True,
+        description="Reuse the KV cache of a shared prompt prefix (the system prompt).",
+    )
     vllm_start_timeout_s: float = Field(
         default=180.0,
         gt=0,

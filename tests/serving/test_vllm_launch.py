@@ -23,6 +23,23 @@ def test_the_command_serves_on_loopback_eagerly_with_runtime_lora(tmp_path: Path
     assert config.base_url == "http://127.0.0.1:8123/v1"
 
 
+@pytest.mark.parametrize(
+    ("prefix_caching", "flag"),
+    [(True, "--enable-prefix-caching"), (False, "--no-enable-prefix-caching")],
+)
+def test_prefix_caching_follows_the_setting(
+    tmp_path: Path, prefix_caching: bool, flag: str
+) -> None:
+    settings = local_settings(tmp_path, 8123, vllm_prefix_caching=prefix_caching)
+
+    command = local_server_config(settings).command()
+
+    assert flag in command
+    assert {"--enable-prefix-caching", "--no-enable-prefix-caching"} - {flag} & set(
+        command
+    ) == set()
+
+
 def test_the_environment_carries_the_recipe_and_none_of_our_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
