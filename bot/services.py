@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from retrieval.client import open_qdrant
 from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder
+from retrieval.embedding import load_embedder_for
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantSettings
 from serving.llm_client import ModelClient
@@ -50,7 +50,7 @@ def open_services(settings: Settings) -> Iterator[Services]:
     database = open_current_database(settings.database_url)
     try:
         with open_qdrant(settings) as client:
-            embedder = load_embedder(settings.embedding_model)
+            embedder = load_embedder_for(settings)
             require_collection(
                 client, settings.qdrant_collection, embedder.dimension, embedder.name
             )

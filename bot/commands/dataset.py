@@ -14,7 +14,7 @@ from rich.table import Table
 from bot.commands.common import command_database, fail, settings_of
 from bot.commands.retrieval import policy_store
 from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder
+from retrieval.embedding import load_embedder_for
 from retrieval.search import PolicySearch
 from serving.dataset_export import (
     ExportDirectoryError,
@@ -95,7 +95,7 @@ def export(
 
 def _policy_search(settings: Settings, client: QdrantClient) -> PolicySearch:
     """Retrieval as the bot does it, so seed prompts look like the prompts it sends."""
-    embedder = load_embedder(settings.embedding_model)
+    embedder = load_embedder_for(settings)
     require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
     return PolicySearch(
         client, settings.qdrant_collection, embedder, settings.search_prefetch_limit

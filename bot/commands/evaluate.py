@@ -16,7 +16,7 @@ from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settin
 from bot.commands.retrieval import policy_store
 from bot.services import Services
 from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder
+from retrieval.embedding import load_embedder_for
 from retrieval.evaluate import ModeScores, evaluate_retrieval, read_labelled_set
 from retrieval.search import PolicySearch
 from serving.evaluation import (
@@ -61,7 +61,7 @@ def evaluate_retrieval_command(
     settings = settings_of(ctx)
     with policy_store(settings) as client:
         questions = read_labelled_set(file)
-        embedder = load_embedder(settings.embedding_model)
+        embedder = load_embedder_for(settings)
         require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
         searcher = PolicySearch(
             client, settings.qdrant_collection, embedder, settings.search_prefetch_limit

@@ -21,7 +21,7 @@ from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
 from retrieval.chunking import ChunkingOptions
 from retrieval.client import open_qdrant
 from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder
+from retrieval.embedding import load_embedder_for
 from retrieval.errors import RetrievalError, StoreUnavailableError
 from retrieval.ingest import FileStatus, IngestReport, ingest_files
 from retrieval.loaders import collect_files
@@ -75,7 +75,7 @@ def ingest(
     settings = settings_of(ctx)
     with policy_store(settings) as client:
         files = collect_files(paths)
-        embedder = load_embedder(settings.embedding_model)
+        embedder = load_embedder_for(settings)
         chunking = ChunkingOptions(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
         with _EmbeddingBar() as bar:
             report = ingest_files(
@@ -109,7 +109,7 @@ def search(
     settings = settings_of(ctx)
     day = parse_as_of(as_of)
     with policy_store(settings) as client:
-        embedder = load_embedder(settings.embedding_model)
+        embedder = load_embedder_for(settings)
         require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
         searcher = PolicySearch(
             client, settings.qdrant_collection, embedder, settings.search_prefetch_limit

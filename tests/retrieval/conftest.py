@@ -7,20 +7,21 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from retrieval_support import COLLECTION, TODAY, Ingest, WriteDoc, write
 
 from retrieval.chunking import ChunkingOptions
-from retrieval.embedding import Embedder, load_embedder
+from retrieval.embedding import Embedder
 from retrieval.ingest import IngestReport, ingest_files
 from retrieval.search import PolicySearch
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    # The packaged all-MiniLM-L6-v2: seconds to load, so once per session (the CLI tests
-    # in this process get the same instance from load_embedder's cache).
-    return load_embedder("all-MiniLM-L6-v2")
+    # The packaged all-MiniLM-L6-v2 with the default backend: seconds to load, so once per
+    # session (the CLI tests in this process get the same instance from load_embedder's cache).
+    return default_embedder()
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from bot.cli import app as cli
 from retrieval.chunking import ChunkingOptions
-from retrieval.embedding import load_embedder
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import NO_GENERATION, NOT_COVERED, NOTHING_WRITTEN
@@ -566,7 +566,7 @@ _SOURCE_HEADER = re.compile(r'<source id="(\d+)">\n\[\1\] (.+?) \| section:')
 
 @pytest.fixture(scope="module")
 def policy_search() -> Iterator[PolicySearch]:
-    embedder = load_embedder("all-MiniLM-L6-v2")
+    embedder = default_embedder()
     client = QdrantClient(":memory:")
     ingest_files(
         [POLICIES / name for name in SEED_CORPUS],
@@ -695,7 +695,7 @@ def test_the_command_adds_the_seed_from_the_local_policy_store(
         [POLICIES / name for name in SEED_CORPUS],
         client=client,
         collection="policies",
-        embedder=load_embedder("all-MiniLM-L6-v2"),
+        embedder=default_embedder(),
         chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
     )
     client.close()

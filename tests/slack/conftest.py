@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
 from vllm_support import RunningServer, make_client
@@ -20,7 +21,6 @@ from bot.http_server import EVENTS_PATH, SlackHTTPServer
 from bot.reminders import ReminderScheduler
 from bot.services import Services
 from retrieval.chunking import ChunkingOptions
-from retrieval.embedding import load_embedder
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantSettings
@@ -35,7 +35,7 @@ COLLECTION = "policies"
 
 @pytest.fixture(scope="session")
 def policy_search() -> Iterator[PolicySearch]:
-    embedder = load_embedder("all-MiniLM-L6-v2")
+    embedder = default_embedder()
     client = QdrantClient(":memory:")
     ingest_files(
         [POLICIES / name for name in CORPUS],

@@ -24,7 +24,7 @@ from slack_mock import (
     has_buttons,
     mention,
 )
-from vllm_support import RunningServer, free_port
+from vllm_support import MODELS_DIR, RunningServer, free_port
 
 DISPATCHBOT = shutil.which("dispatchbot", path=str(Path(sys.executable).parent))
 POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
@@ -34,6 +34,8 @@ POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 def operator_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env["DISPATCHBOT_DATA_DIR"] = str(tmp_path / "data")
+    # The shared models folder already holds the embedding model's ONNX export.
+    env["MODELS_DIR"] = str(MODELS_DIR)
     return env
 
 
