@@ -35,6 +35,8 @@ NOTHING_WRITTEN = (
 NO_GENERATION = "none"  # the `model`/`endpoint` of an answer that never reached a model
 FALLBACK_CITATIONS = 3
 _CITATION_MARK = re.compile(r"\[(\d{1,2})\]")
+# A sentence ends at . ! or ? (and any citations right after it), or at a line break.
+_SENTENCE_END = re.compile(r"[.!?](?:\s*\[\d{1,2}\])*(?=\s|$)|\n")
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,11 @@ class Assistant:
         generation = stream.result
         model_ms = _ms_since(started)
 
-        text, cited = keep_cited_sources(generation.text, prompt.sources)
+        written = generation.text
+        if generation.finish_reason == "length":
+            # Cut at LLM_MAX_TOKENS: the final message ends at a whole sentence, not mid-word.
+            written = whole_sentences(written)
+        text, cited = keep_cited_sources(written, prompt.sources)
         # A model that stops at once leaves the user with nothing: say so, and get a person.
         needs_human = not text
         if needs_human:
@@ -264,7 +270,7 @@ class Assistant:
         # Metadata only: questions and answers can carry customer details.
         logger.info(
             "answered conversation=%d answer=%d model=%s cited=%d needs_human=%s "
-            "confidence=%s retrieval_ms=%.0f model_ms=%.0f",
+            "confidence=%s retrieval_ms=%.0f prompt_ms=%.1f model_ms=%.0f store_ms=%.1f",
             turn.conversation_id,
             answer_id,
             record.adapter or record.model,
@@ -272,7 +278,9 @@ class Assistant:
             record.needs_human,
             "none" if record.confidence is None else f"{record.confidence:.3f}",
             timings.retrieval_ms,
+            timings.prompt_ms,
             timings.model_ms,
+            timings.store_ms,
         )
         return AssistantAnswer(
             answer_id=answer_id,
@@ -303,6 +311,14 @@ def _history(conversation: Conversation, limit: int) -> list[HistoryTurn]:
     """The thread so far from the store (Slack's history API is rate-limited for new apps)."""
     messages: list[Message] = conversation.messages[-limit:] if limit else []
     return [HistoryTurn(role=message.role.value, text=message.text) for message in messages]
+
+
+def whole_sentences(text: str) -> str:
+    """`text` up to its last complete sentence or line; unchanged when it has none."""
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return text
+    return text[: ends[-1].end()].rstrip()
 
 
 def keep_cited_sources(

@@ -23,6 +23,10 @@ from store.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+# The prompt's source markup (serving/prompts.py); an answer never needs to write it.
+ECHO_STOPS = ("<source", "</source")
+
+
 class ModelError(RuntimeError):
     """Generation failed; the message says what went wrong and what to do."""
 
@@ -131,6 +135,8 @@ class ModelClient:
                 # default of 1.0 sends a small model off the rails.
                 temperature=temperature,
                 stream_usage=True,
+                # A small model sometimes starts copying its source list back: stop there.
+                stop=list(ECHO_STOPS),
             )
             for endpoint in self.endpoints
         }

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+# ONNX Runtime on an fp32 export: torch's vectors (cosine distance under 1e-6), 1.25-1.45x
+# the documents/s and 1.9-2.5x the queries/s on 2 cores (`python -m bench embeddings`, two
+# runs). int8 was faster still (2.1-3.8x, 3.5-10x) but one question of examples/eval fell
+# from 5th to 6th place in hybrid search, so its recall@5 did not hold.
+DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx"
 
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_ESCALATION_PHRASES = (
@@ -87,6 +94,14 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="sentence-transformers model name or path; the default ships in a package.",
     )
+    embedding_backend: EmbeddingBackend = Field(
+        default=DEFAULT_EMBEDDING_BACKEND,
+        description=(
+            "How the embedding model runs: onnx (ONNX Runtime, same vectors as torch), "
+            "onnx-int8 (quantized: faster, vectors slightly different) or torch; the ONNX "
+            "files are exported once into <models dir>/embeddings."
+        ),
+    )
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks encoded per batch during ingest."
     )
@@ -133,7 +148,9 @@ class Settings(BaseSettings):
         description="Seconds to wait for the first token, and between tokens, before giving up.",
     )
     llm_max_tokens: int = Field(
-        default=512, ge=1, description="Upper bound of an answer in tokens."
+        default=256,
+        ge=1,
+        description="Upper bound of an answer in tokens; a cut answer ends at its last sentence.",
     )
     llm_temperature: float = Field(
         default=0.2, ge=0, le=2, description="Sampling temperature of answers."

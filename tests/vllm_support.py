@@ -3,11 +3,14 @@ and socket servers that stand in for broken endpoints. conftest.py turns them in
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -102,3 +105,54 @@ class SocketServer:
         self._listener.close()
         for connection in self._connections:
             connection.close()
+
+
+class CannedChatServer:
+    """An OpenAI-compatible chat endpoint that streams fixed text and records each request,
+    for behaviour a real model cannot be made to show on demand (running into the limit)."""
+
+    def __init__(self, chunks: list[str], finish_reason: str = "stop") -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(chunks, finish_reason))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self, chunks: list[str], finish_reason: str) -> type[BaseHTTPRequestHandler]:
+        requests = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                requests.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for index, text in enumerate(chunks):
+                    last = index == len(chunks) - 1
+                    self.wfile.write(_sse_chunk(text, finish_reason if last else None))
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def _sse_chunk(text: str, finish_reason: str | None) -> bytes:
+    chunk = {
+        "id": "canned",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": BASE_MODEL,
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()

@@ -13,12 +13,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from sqlalchemy import select
-from vllm_support import RunningServer, make_client
+from vllm_support import MODELS_DIR, CannedChatServer, RunningServer, make_client
 
 from retrieval.chunking import ChunkingOptions
-from retrieval.embedding import Embedder, load_embedder
+from retrieval.embedding import Embedder
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch, SearchResult
 from serving.assistant import (
@@ -27,6 +28,7 @@ from serving.assistant import (
     AssistantSettings,
     ThreadKey,
     keep_cited_sources,
+    whole_sentences,
 )
 from serving.llm_client import ModelUnavailable
 from store import schema
@@ -41,7 +43,7 @@ COLLECTION = "policies"
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return load_embedder("all-MiniLM-L6-v2")
+    return default_embedder()
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +208,47 @@ SOURCE = SearchResult(
 SOURCES = [replace(SOURCE, chunk_id=f"c{n}", doc_id=f"doc-{n}") for n in range(1, 6)]
 
 
+def test_an_answer_cut_at_the_token_limit_ends_at_its_last_whole_sentence(
+    policy_search: PolicySearch, database: Database
+) -> None:
+    # A real model cannot be made to run into the limit on demand; this endpoint can.
+    cut = ["The shift lead approves loads over 26,000 lb [1].", " Then file the load", " sheet in"]
+    server = CannedChatServer(cut, finish_reason="length")
+    try:
+        answer = _assistant(policy_search, database, [server.url]).answer(
+            "who approves a 30k lb load", thread=_thread("1.0009"), user_id="U1"
+        )
+    finally:
+        server.close()
+
+    assert answer.text == "The shift lead approves loads over 26,000 lb [1]."
+    with database.transaction() as session:
+        assert session.get_one(Answer, answer.answer_id).message.text == answer.text
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        (
+            "Get the shift lead's sign-off [1]. Then file form W-2 before the",
+            "Get the shift lead's sign-off [1].",
+        ),
+        (
+            "Over 26,000 lb needs approval. The 1.5 t rule [2] applies",
+            "Over 26,000 lb needs approval.",
+        ),
+        (
+            "Call the desk! It is open 24/7 [1][3]. Ask for",
+            "Call the desk! It is open 24/7 [1][3].",
+        ),
+        ("- check the seal\n- check the temp and", "- check the seal"),
+        ("no sentence ends here at all", "no sentence ends here at all"),
+    ],
+)
+def test_whole_sentences_drops_the_unfinished_tail(written: str, shown: str) -> None:
+    assert whole_sentences(written) == shown
+
+
 def test_only_citations_the_answer_uses_are_kept_in_order_of_mention() -> None:
     text, cited = keep_cited_sources("Call the shift lead [3]; log it in the TMS [1][3].", SOURCES)
 
@@ -233,7 +276,12 @@ def test_ask_prints_a_cited_answer_as_json_and_fails_clearly_without_a_model(
 ) -> None:
     assert DISPATCHBOT
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
-    env |= {"DISPATCHBOT_DATA_DIR": str(tmp_path / "data"), "LLM_MAX_TOKENS": "48"}
+    # MODELS_DIR: the shared one, where the embedding model's ONNX export already is.
+    env |= {
+        "DISPATCHBOT_DATA_DIR": str(tmp_path / "data"),
+        "MODELS_DIR": str(MODELS_DIR),
+        "LLM_MAX_TOKENS": "48",
+    }
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - our own console script

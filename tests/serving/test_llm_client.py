@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from vllm_support import BASE_MODEL, RunningServer, SocketServer, make_client
+from vllm_support import BASE_MODEL, CannedChatServer, RunningServer, SocketServer, make_client
 
 from serving.llm_client import (
+    ECHO_STOPS,
     ModelRequestRejected,
     ModelStreamInterrupted,
     ModelUnavailable,
@@ -134,3 +135,15 @@ def test_an_unknown_model_is_rejected_with_a_hint(vllm_server: RunningServer) ->
         client.complete(QUESTION, model="no-such-adapter")
 
     assert "HTTP 404" in str(raised.value)
+
+
+def test_every_request_stops_where_the_model_would_copy_source_markup() -> None:
+    server = CannedChatServer(["Yes."])
+    try:
+        result = make_client([server.url]).complete(QUESTION)
+    finally:
+        server.close()
+
+    assert result.text == "Yes."
+    assert server.requests[0]["stop"] == list(ECHO_STOPS)
+    assert all(stop.startswith("<") for stop in ECHO_STOPS)
