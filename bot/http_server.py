@@ -29,6 +29,9 @@ MAX_BODY_BYTES = 1024 * 1024
 class SlackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 made the kernel drop connections when 50 events
+    # arrived at once (acks of 1-4 s, see bench/slack_load.py); Slack retries what is late.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         super().__init__(address, _SlackRequestHandler)

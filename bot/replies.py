@@ -64,8 +64,8 @@ class PlaceholderReply:
     def start(self) -> None:
         response = _call(self._post, placeholder_message())
         if response is not None:
+            # The first text goes out as soon as it exists; only later edits wait an interval.
             self._ts = response["ts"]
-            self._last_edit = self._clock()
 
     def update(self, markdown_so_far: str) -> None:
         if self._ts is None or markdown_so_far == self._shown:

@@ -53,7 +53,7 @@ class MockSlack:
     _timestamps: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def start(self) -> MockSlack:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _WebAPIServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -134,6 +134,12 @@ class MockSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_mode_url}
         return {"ok": True}
+
+
+class _WebAPIServer(ThreadingHTTPServer):
+    # A bot answering 50 questions at once opens more connections than the default backlog
+    # of 5 holds; the real Web API does not refuse them, so neither does the mock.
+    request_queue_size = 128
 
 
 def _handler_for(mock: MockSlack) -> type[BaseHTTPRequestHandler]:

@@ -79,13 +79,14 @@ def test_a_mention_gets_a_placeholder_then_streamed_edits_then_the_cited_answer(
     assert placeholder.args["channel"] == question["channel"]
     assert placeholder.args["thread_ts"] == question["ts"]  # replies in the mention's thread
     assert "Looking that up" in placeholder.args["text"]
-    # Streamed: edits of the same message before the final one, no more than one per interval.
+    # Streamed: the first text at once, then edits of the same message before the final one,
+    # no more than one per interval.
     ts = placeholder.response["ts"]
     edits = [c for c in bot.slack.calls_to("chat.update") if c.args["ts"] == ts]
     streaming = edits[: edits.index(final)]
     assert streaming, "the answer was not streamed into the placeholder"
     assert not any(has_buttons(edit) for edit in streaming)
-    moments = [placeholder.at] + [edit.at for edit in streaming]
+    moments = [edit.at for edit in streaming]
     assert all(b - a >= 0.25 for a, b in itertools.pairwise(moments))
 
     assert_valid_blocks(final.args["blocks"])
