@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install migrate model model-setup lint format postgres clean
+.PHONY: demo test bench install migrate model model-setup lint format postgres clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dispatchbot needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -53,6 +53,14 @@ format: install
 # The tests start their own vLLM on a free port; they need only the venv and the weights.
 test: lint postgres model-setup
 	$(BIN)/pytest
+
+# Benchmarks (not part of `make test`): every part, or one with `make bench-PART`
+# (embeddings, retrieval, store, serving, answer, slack, training). Results: bench/results/.
+bench: postgres model-setup
+	$(BIN)/python -m bench all
+
+bench-%: postgres model-setup
+	$(BIN)/python -m bench $*
 
 clean:
 	-test -x $(BIN)/dispatchbot && $(BIN)/dispatchbot model stop
