@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.listeners import register_listeners
-from bot.middleware import DropRepeatedEvents, assign_request_id
+from bot.middleware import assign_request_id
 from bot.services import Services
 from store.settings import Settings
 
@@ -101,6 +101,5 @@ def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | No
             "or SLACK_API_URL"
         ) from error
     app.use(assign_request_id)
-    app.use(DropRepeatedEvents(services.database))
     register_listeners(app, services)
     return app

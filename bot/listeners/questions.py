@@ -7,12 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
 from bot.channels import ChannelPolicy
+from bot.dedupe import first_delivery
 from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
 from bot.incoming import Question, question_from_event
 from bot.middleware import REQUEST_ID, new_request_id
@@ -46,7 +47,11 @@ def register(
         services.settings.escalation_phrases, services.settings.escalation_sensitive_terms
     )
 
-    def answer_mention(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    def answer_mention(
+        event: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+    ) -> None:
+        if not first_delivery(services.database, request):
+            return
         question = _question(event, context)
         if question is None or _thread_of(services, question).escalation is not None:
             return  # in a thread people own, the message event logs the mention
@@ -60,7 +65,11 @@ def register(
             return
         answer_question(question, client, services, rules, context)
 
-    def answer_message(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    def answer_message(
+        event: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+    ) -> None:
+        if not first_delivery(services.database, request):
+            return
         question = _question(event, context)
         if question is None:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import sqlite3
 import threading
 import time
 
@@ -244,6 +245,35 @@ def test_acks_return_at_once_while_the_model_is_generating(start_bot: StartBot) 
     assert first_ack_s < 3.0
     assert max(ack_times) < 3.0, ack_times
     assert final.at > started + max(ack_times) - 0.001  # the answer finished after the acks
+
+
+def test_acks_do_not_wait_for_a_busy_store_and_the_event_is_still_handled_once(
+    start_bot: StartBot,
+) -> None:
+    bot = start_bot()
+    payload = event_callback(mention(COVERED))
+    # Another writer holds SQLite's one write lock, as a burst of answers being logged does.
+    writer = sqlite3.connect(bot.database.url.database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        first = bot.send.event(payload)
+        retry = bot.send.event(payload, {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "x"})
+        acked_s = time.monotonic() - started
+        time.sleep(1.0)
+        nothing_yet = bot.slack.calls_to("chat.postMessage")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert (first.status_code, retry.status_code) == (200, 200)
+    assert acked_s < 1.0, "an ack waited for the store's write lock"
+    assert nothing_yet == [], "the event was handled before its delivery was recorded"
+    final_edit_of(bot, placeholder_in(bot, payload["event"]["ts"]))
+    time.sleep(QUIET_S)
+    assert len(bot.slack.calls_to("chat.postMessage")) == 1
+    with bot.database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(SlackEvent)) == 1
 
 
 def test_a_model_outage_shows_an_apology_with_a_reference_and_keeps_the_question(
