@@ -15,10 +15,10 @@ import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.report import BenchResult, Table, latency_summary, percentile
+from bench.slack_harness import add_bot_arguments
 
 if TYPE_CHECKING:
     from bench.slack_harness import Ack, LogLine, ThreadTimeline
@@ -50,26 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"questions asked one after another (default {FULL_QUESTIONS}; "
         f"--quick: {QUICK_QUESTIONS})",
     )
-    parser.add_argument(
-        "--llm-url",
-        default=None,
-        help="a running vLLM's /v1 URL to use (default: start one of the bench's own)",
-    )
-    parser.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        help="LLM_MAX_TOKENS of the bot (default: the bot's own default)",
-    )
-    parser.add_argument(
-        "--policies",
-        type=Path,
-        nargs="+",
-        default=None,
-        help="policy files or folders the bot answers from (default examples/policies)",
-    )
-    parser.add_argument(
-        "--bot-log", type=Path, default=None, help="keep the bot's log in this file"
+    add_bot_arguments(
+        parser,
+        max_tokens_default=None,
+        max_tokens_help="LLM_MAX_TOKENS of the bot (default: the bot's own default)",
     )
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for one answer"
@@ -136,14 +120,26 @@ def run(args: argparse.Namespace) -> BenchResult:
             "keep the bot's log with --bot-log to see why"
         )
     lines = parse_log(stopped.log)
-    traces = [trace_answer(ack, timeline, lines) for ack, timeline in measured]
+    traced = [trace_answer(ack, timeline, lines) for ack, timeline in measured]
+    traces = [trace for trace in traced if trace is not None]
+    if not traces:
+        raise RuntimeError("no answer reached the model; check the policies and questions")
     max_tokens = args.max_tokens or Settings(_env_file=None).llm_max_tokens
-    config = {"bot_settings": settings, "policies": policies, "llm_max_tokens": max_tokens}
+    config = {
+        "bot_settings": settings,
+        "policies": policies,
+        "llm_max_tokens": max_tokens,
+        # Weak evidence is answered without the model; such answers have no stages to split.
+        "answers_without_a_model_call": len(traced) - len(traces),
+    }
     return _result(traces, config, args)
 
 
-def trace_answer(ack: Ack, timeline: ThreadTimeline, lines: Sequence[LogLine]) -> AnswerTrace:
-    """Put one answer's log lines and Slack calls on its timeline.
+def trace_answer(
+    ack: Ack, timeline: ThreadTimeline, lines: Sequence[LogLine]
+) -> AnswerTrace | None:
+    """Put one answer's log lines and Slack calls on its timeline; None when the answer
+    never called the model (the evidence was too weak to answer from).
 
     Only one answer runs at a time, so every line between the event and the final message
     is this answer's. The model stage is the assistant's `model_ms`: the stream as the
@@ -151,6 +147,7 @@ def trace_answer(ack: Ack, timeline: ThreadTimeline, lines: Sequence[LogLine]) -
     model goes on generating meanwhile, so those overlap it and are not added again).
     """
     from bench.slack_harness import web_api_calls
+    from serving.assistant import NO_GENERATION
 
     assert timeline.final is not None, "run() checked every answer finished"
     assert timeline.first_sign is not None, "a final message follows a placeholder"
@@ -159,6 +156,8 @@ def trace_answer(ack: Ack, timeline: ThreadTimeline, lines: Sequence[LogLine]) -
     window = [line for line in lines if start <= line.at <= end + 1.0]
     before_final = [line for line in window if line.at <= end]
     answered = _only(before_final, ASSISTANT_LOGGER, "answered ").fields()
+    if answered.get("model") == NO_GENERATION:
+        return None
     generated_line = _only(before_final, MODEL_LOGGER, "generated ")
     generated = generated_line.fields()
     stream_end = generated_line.at
@@ -268,8 +267,6 @@ def _result(
             "dispatch and the event dedupe write, the question write, block building.",
             "Slack edits while streaming happen between model chunks; vLLM keeps generating "
             "meanwhile, so they are inside the model stage and not added to the total again.",
-            "The first edit with answer text waits at least SLACK_UPDATE_INTERVAL_S after the "
-            "placeholder (chat.update is rate-limited), whatever the model's first token.",
             "The mock Web API answers in about a millisecond; real Slack adds a network round "
             "trip to each call (see Slack calls per answer).",
         ],

@@ -12,10 +12,10 @@ around each dispatch (where an ack's time goes).
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -66,6 +66,28 @@ _FIELD = re.compile(r"(\w+)=(\S+)")
 
 
 # --- the bot process ---------------------------------------------------------------------
+
+
+def add_bot_arguments(
+    parser: argparse.ArgumentParser, *, max_tokens_default: int | None, max_tokens_help: str
+) -> None:
+    """The options every part that runs the bot shares: model, answer length, corpus, log."""
+    parser.add_argument(
+        "--llm-url",
+        default=None,
+        help="a running vLLM's /v1 URL to use (default: start one of the bench's own)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=max_tokens_default, help=max_tokens_help)
+    parser.add_argument(
+        "--policies",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="policy files or folders the bot answers from (default examples/policies)",
+    )
+    parser.add_argument(
+        "--bot-log", type=Path, default=None, help="keep the bot's log in this file"
+    )
 
 
 @dataclass(frozen=True)
@@ -492,7 +514,6 @@ class BoltDispatch:
     thread: str
     started: float
     ended: float
-    dedupe_ms: float  # in DropRepeatedEvents: the event id written to the store
 
     @property
     def ms(self) -> float:
@@ -508,16 +529,9 @@ def bolt_dispatches(lines: Sequence[LogLine]) -> list[BoltDispatch]:
             continue
         if line.message.startswith("Applying slack_bolt.middleware.ssl_check"):
             marks[line.thread] = {"started": line.at}
-        elif line.thread not in marks:
-            continue
-        elif line.message.startswith("Applying bot.middleware.DropRepeatedEvents"):
-            marks[line.thread]["dedupe"] = line.at
-        elif line.message.startswith("Checking listener"):
-            marks[line.thread].setdefault("deduped", line.at)
-        elif line.message.startswith("Responding with status"):
+        elif line.thread in marks and line.message.startswith("Responding with status"):
             found = marks.pop(line.thread)
-            dedupe = found.get("deduped", math.nan) - found.get("dedupe", math.nan)
-            dispatches.append(BoltDispatch(line.thread, found["started"], line.at, dedupe * 1000))
+            dispatches.append(BoltDispatch(line.thread, found["started"], line.at))
     return dispatches
 
 
