@@ -41,10 +41,9 @@ from bench.report import REPO_ROOT, BenchResult, Table, latency_summary, ratio
 
 if TYPE_CHECKING:
     import numpy as np
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
 
-    from retrieval.chunking import Chunk, ChunkingOptions
-    from retrieval.documents import Document
+    from retrieval.chunking import ChunkingOptions
     from retrieval.embedding import Embedder
     from store.settings import Settings
 
@@ -323,10 +322,14 @@ def _bulk_index(
     import numpy as np
 
     from retrieval.chunking import chunk_document
-    from retrieval.collection import ensure_collection
-    from retrieval.ingest import _UPSERT_BATCH, index_signature
+    from retrieval.collection import SPARSE_VECTOR, ensure_collection
+    from retrieval.ingest import (
+        index_signature,
+        new_version_record,
+        upsert_points,
+        version_points,
+    )
     from retrieval.loaders import load_document
-    from retrieval.sparse import document_vector
 
     noise = np.random.default_rng(seed)
     signature = index_signature(embedder.name, chunking)
@@ -342,15 +345,12 @@ def _bulk_index(
         dense = _pool_vectors(pool, chunk_count, len(chunks), noise)
         chunk_count += len(chunks)
         with watch.phase("vectors+payload"):
-            sparse = [document_vector(chunk.embedding_text()) for chunk in chunks]
-            points = _points(document, chunks, dense, sparse, signature, ingested_at)
-        for vector in sparse:
-            terms.update(vector.indices)
-        # As ingest writes a version: chunk 0 last, so a version is whole once it shows.
-        points.reverse()
+            record = new_version_record(document, [], ingested_at.date(), signature)
+            points = version_points(record, chunks, dense, ingested_at)
+        for point in points:
+            terms.update(point.vector[SPARSE_VECTOR].indices)
         with watch.phase("upsert"):
-            for start in range(0, len(points), _UPSERT_BATCH):
-                client.upsert(COLLECTION, points=points[start : start + _UPSERT_BATCH], wait=True)
+            upsert_points(client, COLLECTION, points)
     return _Bulk(len(files), chunk_count, len(terms), watch.seconds)
 
 
@@ -366,53 +366,6 @@ def _pool_vectors(
     vectors[reused] += noise.normal(0, NOISE, (int(reused.sum()), pool.shape[1]))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors.tolist()
-
-
-def _points(
-    document: Document,
-    chunks: Sequence[Chunk],
-    dense: list[list[float]],
-    sparse: list[models.SparseVector],
-    signature: str,
-    ingested_at: datetime,
-) -> list[models.PointStruct]:
-    """The points `ingest_files` writes for the first version of a document it has not seen."""
-    from qdrant_client import models
-
-    from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR
-    from retrieval.payload import ChunkPayload, point_id
-
-    declared = document.declared
-    version, start = declared.version, declared.effective_from
-    assert version is not None, "the synthetic corpus numbers every version"
-    assert start is not None, "the synthetic corpus dates every version"
-    content_hash = document.content_hash()
-    return [
-        models.PointStruct(
-            id=point_id(document.doc_id, version, chunk.index),
-            vector={DENSE_VECTOR: vector, SPARSE_VECTOR: keywords},
-            payload=ChunkPayload(
-                doc_id=document.doc_id,
-                version=version,
-                title=document.title,
-                headings=chunk.headings,
-                chunk_index=chunk.index,
-                chunk_count=len(chunks),
-                text=chunk.text,
-                source=document.source,
-                effective_from=start,
-                effective_to=declared.effective_to,
-                declared_effective_to=declared.effective_to,
-                audience=document.audience,
-                tags=declared.tags,
-                url=declared.url,
-                content_hash=content_hash,
-                index_signature=signature,
-                ingested_at=ingested_at,
-            ).to_qdrant(),
-        )
-        for chunk, vector, keywords in zip(chunks, dense, sparse, strict=True)
-    ]
 
 
 def _search_latency(

@@ -187,12 +187,22 @@ def _decide(
         # place. It is not a new version, so its dates stay as they are.
         record = dataclasses.replace(match, source=document.source, index_signature=signature)
         return _Plan(path=path, document=document, status=FileStatus.REINDEXED, record=record)
-    record = StoredVersion(
+    record = new_version_record(document, stored, today, signature)
+    status = FileStatus.UPDATED if stored else FileStatus.NEW
+    return _Plan(path=path, document=document, status=status, record=record)
+
+
+def new_version_record(
+    document: Document, stored: Sequence[StoredVersion], today: date, signature: str
+) -> StoredVersion:
+    """The registry entry of `document` written as a version after `stored` (none: v1)."""
+    declared = document.declared.version
+    return StoredVersion(
         doc_id=document.doc_id,
         version=declared or max((v.version for v in stored), default=0) + 1,
         title=document.title,
         source=document.source,
-        content_hash=content_hash,
+        content_hash=document.content_hash(),
         index_signature=signature,
         effective_from=document.declared.effective_from or today,
         effective_to=document.declared.effective_to,
@@ -203,8 +213,6 @@ def _decide(
         chunk_count=0,
         ingested_at=datetime.now(UTC),
     )
-    status = FileStatus.UPDATED if stored else FileStatus.NEW
-    return _Plan(path=path, document=document, status=status, record=record)
 
 
 def _embed(
@@ -234,6 +242,24 @@ def _write_version(
     ingested_at: datetime,
 ) -> None:
     record = plan.record
+    # Leftovers of a run that died half-way are cleared before the version is written again.
+    client.delete(
+        collection, points_selector=version_filter(record.doc_id, record.version), wait=True
+    )
+    upsert_points(client, collection, version_points(record, chunks, vectors, ingested_at))
+
+
+def version_points(
+    record: StoredVersion,
+    chunks: Sequence[Chunk],
+    vectors: Sequence[list[float]],
+    ingested_at: datetime,
+) -> list[models.PointStruct]:
+    """The points of one version, dense and keyword vectors and payload, in write order.
+
+    The registry counts a version as stored once its chunk 0 exists, so chunk 0 comes last:
+    a run that dies half-way leaves no version that looks complete.
+    """
     points = [
         models.PointStruct(
             id=point_id(record.doc_id, record.version, chunk.index),
@@ -263,12 +289,13 @@ def _write_version(
         )
         for chunk, vector in zip(chunks, vectors, strict=True)
     ]
-    # The registry counts a version as stored once its chunk 0 exists, so chunk 0 is
-    # written last: a run that dies half-way leaves no version that looks complete, and
-    # the leftovers of such a run are cleared before the version is written again.
-    client.delete(
-        collection, points_selector=version_filter(record.doc_id, record.version), wait=True
-    )
     points.reverse()
+    return points
+
+
+def upsert_points(
+    client: QdrantClient, collection: str, points: Sequence[models.PointStruct]
+) -> None:
+    """Write `points` in their order, in batches Qdrant takes in one request."""
     for start in range(0, len(points), _UPSERT_BATCH):
         client.upsert(collection, points=points[start : start + _UPSERT_BATCH], wait=True)
