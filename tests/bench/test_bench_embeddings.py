@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_support import part_parser, run_part
 
 import bench.embeddings as embeddings
 from bench.report import BenchResult, write_result
@@ -19,11 +19,7 @@ BACKENDS = ["torch", "onnx-int8"]
 
 @pytest.fixture(scope="module")
 def result() -> BenchResult:
-    parser = argparse.ArgumentParser()
-    embeddings.add_arguments(parser)
-    args = parser.parse_args(["--backends", ",".join(BACKENDS), "--texts", "4"])
-    args.quick, args.verbose = True, False
-    return embeddings.run(args)
+    return run_part(embeddings, ["--backends", ",".join(BACKENDS), "--texts", "4"])
 
 
 def _rows(result: BenchResult, title_start: str) -> list[dict[str, Any]]:
@@ -77,8 +73,5 @@ def test_the_json_round_trips(result: BenchResult, tmp_path: Path) -> None:
 
 
 def test_unknown_backends_are_refused() -> None:
-    parser = argparse.ArgumentParser()
-    embeddings.add_arguments(parser)
-
     with pytest.raises(SystemExit):
-        parser.parse_args(["--backends", "torch,tensorrt"])
+        part_parser(embeddings).parse_args(["--backends", "torch,tensorrt"])

@@ -3,7 +3,6 @@ a seed, varied like a real collection, and ingestible through the product's real
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -11,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_support import run_part
 from qdrant_client import QdrantClient
 
 import bench.retrieval_scale as retrieval_scale
@@ -34,9 +34,8 @@ MODES = [mode.value for mode in SearchMode]
 
 
 def _run() -> BenchResult:
-    parser = argparse.ArgumentParser()
-    retrieval_scale.add_arguments(parser)
-    args = parser.parse_args(
+    return run_part(
+        retrieval_scale,
         [
             "--sizes",
             ",".join(map(str, SIZES)),
@@ -46,10 +45,8 @@ def _run() -> BenchResult:
             "40",
             "--update-chunks",
             "10",
-        ]
+        ],
     )
-    args.quick, args.verbose = True, False
-    return retrieval_scale.run(args)
 
 
 def _rows(result: BenchResult, title_start: str) -> list[dict[str, Any]]:

@@ -3,12 +3,12 @@ model and a runtime-loaded LoRA adapter, exact token counts, and JSON a reader c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from pathlib import Path
 
+from bench_support import run_part
 from vllm_support import RunningServer
 
 import bench.serving_concurrency as serving
@@ -22,9 +22,8 @@ MAX_TOKENS = 3
 
 def test_each_level_for_base_and_adapter(vllm_server: RunningServer, tmp_path: Path) -> None:
     served_before = list_served_models(vllm_server.base_url)
-    parser = argparse.ArgumentParser()
-    serving.add_arguments(parser)
-    args = parser.parse_args(
+    result = run_part(
+        serving,
         [
             "--llm-url",
             vllm_server.base_url,
@@ -34,11 +33,8 @@ def test_each_level_for_base_and_adapter(vllm_server: RunningServer, tmp_path: P
             str(REQUESTS),
             "--max-tokens",
             str(MAX_TOKENS),
-        ]
+        ],
     )
-    args.quick, args.verbose = True, False
-
-    result = serving.run(args)
 
     # The adapter loaded for the run is gone again: other tests list served models exactly.
     assert list_served_models(vllm_server.base_url) == served_before

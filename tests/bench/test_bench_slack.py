@@ -7,7 +7,6 @@ finite, every answer completed, JSON that reads back), never how fast anything i
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench_support import run_part
 from vllm_support import RunningServer
 
 from bench import answer_path, slack_load
@@ -25,22 +25,8 @@ POLICY = Path(__file__).resolve().parents[2] / "examples" / "policies" / "load-a
 
 
 def _run(module: ModuleType, vllm_server: RunningServer, *options: str) -> BenchResult:
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            *options,
-            "--llm-url",
-            vllm_server.base_url,
-            "--max-tokens",
-            "16",
-            "--policies",
-            str(POLICY),
-        ]
-    )
-    args.quick = True
-    args.verbose = False
-    return module.run(args)
+    shared = ["--llm-url", vllm_server.base_url, "--max-tokens", "16", "--policies", str(POLICY)]
+    return run_part(module, [*options, *shared])
 
 
 def _reads_back(result: BenchResult, tmp_path: Path) -> dict[str, Any]:

@@ -3,7 +3,6 @@ stored with their citations, and a PostgreSQL that is down reported as skipped."
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_support import run_part
 from sqlalchemy import func, select
 from vllm_support import free_port
 
@@ -25,9 +25,8 @@ TURNS_PER_THREAD = 2
 
 
 def _run(postgres_url: str) -> BenchResult:
-    parser = argparse.ArgumentParser()
-    store_writes.add_arguments(parser)
-    args = parser.parse_args(
+    return run_part(
+        store_writes,
         [
             "--answers",
             str(ANSWERS),
@@ -37,10 +36,8 @@ def _run(postgres_url: str) -> BenchResult:
             str(TURNS_PER_THREAD),
             "--postgres-url",
             postgres_url,
-        ]
+        ],
     )
-    args.quick, args.verbose = True, False
-    return store_writes.run(args)
 
 
 def _rows(result: BenchResult) -> list[dict[str, Any]]:

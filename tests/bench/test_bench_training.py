@@ -3,13 +3,13 @@ then one LoRA step of one row on this CPU, reported as a reader relies on."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from pathlib import Path
 
 import pytest
+from bench_support import run_part
 
 import bench.training_speed as training_speed
 from bench.report import REPO_ROOT, write_result
@@ -21,11 +21,10 @@ POLICY = REPO_ROOT / "examples" / "policies" / "load-approval.md"
 
 
 def test_one_step_on_the_exported_seed(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    training_speed.add_arguments(parser)
     # Seed prompts hold five sources (800-1,450 tokens): a shorter --max-seq-len would cut
     # every answer off, and the trainer would have no row left.
-    args = parser.parse_args(
+    result = run_part(
+        training_speed,
         [
             "--steps",
             "1",
@@ -39,11 +38,8 @@ def test_one_step_on_the_exported_seed(tmp_path: Path) -> None:
             "cpu",
             "--policies",
             str(POLICY),
-        ]
+        ],
     )
-    args.quick, args.verbose = True, False
-
-    result = training_speed.run(args)
 
     (table,) = result.tables
     [row] = [dict(zip(table.columns, values, strict=True)) for values in table.rows]
