@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
+from typing import Any, ParamSpec, TypeVar
 from urllib.error import URLError
 
 from pydantic import SecretStr
 from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.listeners import register_listeners
+from bot.metrics import CountedRateLimitRetryHandler, SlackCallObserver
 from bot.middleware import assign_request_id
 from bot.services import Services
 from store.settings import Settings
@@ -60,13 +63,33 @@ def slack_client(settings: Settings) -> WebClient:
         base_url=settings.slack_api_url,
         logger=logging.getLogger("dispatchbot.slack_api"),
     )
-    # Rate-limited calls (HTTP 429) wait for Retry-After and try again, twice at most.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    # Every failed call is counted for /metrics, then rate-limited ones (HTTP 429) wait for
+    # Retry-After and try again, twice at most.
+    client.retry_handlers.insert(0, SlackCallObserver())
+    client.retry_handlers.append(CountedRateLimitRetryHandler(max_retry_count=2))
     return client
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class ContextCopyingExecutor(ThreadPoolExecutor):
+    """Runs each task in a copy of the submitting thread's context, so a listener's log
+    records carry the request id the middleware set (bot/logs.py)."""
+
+    def submit(  # type: ignore[override]
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> Future[_T]:
+        context = contextvars.copy_context()
+        runner: Callable[..., Any] = context.run
+        return super().submit(runner, fn, *args, **kwargs)
+
+
 def answer_executor(settings: Settings) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=settings.bot_answer_workers, thread_name_prefix="answer")
+    return ContextCopyingExecutor(
+        max_workers=settings.bot_answer_workers, thread_name_prefix="answer"
+    )
 
 
 def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | None = None) -> App:

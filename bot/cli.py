@@ -22,6 +22,7 @@ from bot.commands import (
 )
 from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
+from bot.logs import configure_logging
 from store.settings import Settings
 
 app = typer.Typer(
@@ -60,10 +61,7 @@ def main(
             for issue in error.errors()
         )
         fail(f"invalid settings: {problems}. Fix the environment variable or .env entry.")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.DEBUG if verbose else settings.log_level.upper(), settings.log_format)
     if not verbose:
         # Alembic narrates every connection at INFO; the commands print their own outcome.
         logging.getLogger("alembic").setLevel(logging.WARNING)

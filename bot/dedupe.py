@@ -14,6 +14,7 @@ import logging
 from slack_bolt import BoltRequest
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.metrics import SLACK_EVENTS
 from store import repository
 from store.database import Database
 
@@ -35,6 +36,9 @@ def first_delivery(database: Database, request: BoltRequest) -> bool:
         # report the outage to the user); a retry is dropped so it is not reported twice.
         logger.exception("cannot record event %s; the store is unavailable", event_id)
         first = retry is None
-    if not first:
+    if first:
+        SLACK_EVENTS.labels("handled").inc()
+    else:
+        SLACK_EVENTS.labels("duplicate").inc()
         logger.info("dropped repeated event %s (retry %s)", event_id, retry or "-")
     return first

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.blocks import SlackMessage, SourceRef
 from bot.escalation_blocks import (
     EscalationCard,
@@ -26,6 +27,7 @@ from store.models import (
     Conversation,
     Escalation,
     EscalationPriority,
+    EscalationStatus,
     EscalationTrigger,
     Message,
     MessageRole,
@@ -86,6 +88,7 @@ class Handoff:
             channel_id, thread_ts = conversation.channel_id, conversation.thread_ts
         if not is_new:
             return None
+        metrics.count_escalation(trigger.value, EscalationStatus.OPEN)
         logger.info(
             "escalation=%d trigger=%s priority=%s", escalation_id, trigger.value, priority.value
         )
@@ -114,7 +117,9 @@ class Handoff:
             escalation, newly = repository.claim_escalation(session, escalation_id, assignee)
             channel_id = escalation.conversation.channel_id
             thread_ts = escalation.conversation.thread_ts
+            trigger = escalation.trigger
         if newly:
+            metrics.count_escalation(trigger, EscalationStatus.CLAIMED)
             self._client.chat_postMessage(
                 channel=channel_id, thread_ts=thread_ts, text=claimed_notice(assignee)
             )
@@ -145,6 +150,8 @@ class Handoff:
             assignee = escalation.assignee or resolved_by
             channel_id, thread_ts = conversation.channel_id, conversation.thread_ts
             conversation_id = conversation.id
+            trigger = escalation.trigger
+        metrics.count_escalation(trigger, EscalationStatus.RESOLVED)
         if not already_said:
             posted = [
                 self._client.chat_postMessage(

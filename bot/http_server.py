@@ -1,4 +1,6 @@
-"""HTTP mode: Slack's Events API and interactivity at /slack/events, and GET /healthz.
+"""HTTP mode: Slack's Events API and interactivity at /slack/events; and, in both modes,
+the operations endpoints: GET /healthz (the process is up), /readyz (it can answer: see
+bot/readiness.py) and /metrics (Prometheus).
 
 A threaded server from the standard library: each request gets a thread, Bolt acknowledges
 within milliseconds and the answers run on the app's own worker pool, so one slow answer
@@ -11,31 +13,53 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import urlsplit
 
+from prometheus_client.registry import Collector
 from slack_bolt import App, BoltRequest
+
+from bot import metrics
+from bot.readiness import Readiness
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 # Slack's largest payloads (a modal submission, a long message event) are tens of KB.
 MAX_BODY_BYTES = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Operations:
+    """What the GET endpoints report; without `readiness`, /readyz checks nothing."""
+
+    readiness: Readiness | None = None
+    collectors: Sequence[Collector] = field(default_factory=tuple)
+
+
 class SlackHTTPServer(ThreadingHTTPServer):
+    """Serves Slack's requests to `app` (None: the operations endpoints only, as in Socket
+    Mode, where nothing may post events to a process that does not check signatures)."""
+
     daemon_threads = True
     allow_reuse_address = True
     # socketserver's default backlog of 5 made the kernel drop connections when 50 events
     # arrived at once (acks of 1-4 s, see bench/slack_load.py); Slack retries what is late.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: App | None, operations: Operations | None = None
+    ) -> None:
         super().__init__(address, _SlackRequestHandler)
         self.app = app
+        self.operations = operations or Operations()
 
     @property
     def url(self) -> str:
@@ -49,21 +73,35 @@ class _SlackRequestHandler(BaseHTTPRequestHandler):
     server_version = "dispatchbot"
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == HEALTH_PATH:
+        path = urlsplit(self.path).path
+        operations = self.server.operations
+        if path == HEALTH_PATH:
             self._respond(HTTPStatus.OK, json.dumps({"status": "ok"}), "application/json")
+        elif path == READY_PATH:
+            readiness = operations.readiness
+            if readiness is None:
+                self._respond(HTTPStatus.OK, json.dumps({"status": "ready", "checks": {}}))
+                return
+            report = readiness.report()
+            status = HTTPStatus.OK if report.ready else HTTPStatus.SERVICE_UNAVAILABLE
+            self._respond(status, json.dumps(report.as_json()), "application/json")
+        elif path == METRICS_PATH:
+            body = metrics.render(*operations.collectors).decode("utf-8")
+            self._respond(HTTPStatus.OK, body, metrics.CONTENT_TYPE)
         else:
             self._respond(HTTPStatus.NOT_FOUND, "not found")
 
     def do_POST(self) -> None:
         target = urlsplit(self.path)
-        if target.path != EVENTS_PATH:
+        app = self.server.app
+        if target.path != EVENTS_PATH or app is None:
             self._respond(HTTPStatus.NOT_FOUND, "not found")
             return
         body = self._read_body()
         if body is None:
             return
         request = BoltRequest(body=body, query=target.query, headers=dict(self.headers.items()))
-        response = self.server.app.dispatch(request)
+        response = app.dispatch(request)
         headers = {name: values[0] for name, values in response.headers.items() if values}
         self._respond(response.status, response.body, extra_headers=headers)
 
@@ -104,18 +142,28 @@ class _SlackRequestHandler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
 
-def serve_until_stopped(server: SlackHTTPServer) -> None:
-    """Serve until SIGTERM or Ctrl-C, then stop taking requests."""
+def serve_in_background(server: SlackHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_serving(server: SlackHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_termination() -> None:
+    """Block until SIGTERM (Kubernetes, docker stop) or Ctrl-C."""
+    stopped = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever() to return, so not from its own thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        stopped.set()
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
+        stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
         signal.signal(signal.SIGTERM, previous)

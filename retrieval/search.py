@@ -73,6 +73,14 @@ class PolicySearch:
         self._embedder = embedder
         self._prefetch_limit = prefetch_limit
 
+    @property
+    def client(self) -> QdrantClient:
+        return self._client
+
+    @property
+    def collection(self) -> str:
+        return self._collection
+
     def search(
         self,
         query: str,

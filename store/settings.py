@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         default="WARNING",
         description="Python logging level; commands print their results, logs go to stderr.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "text: one readable line per record. json: one JSON object per line, with the "
+            "request id, for a log collector."
+        ),
+    )
 
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL. Unset: local mode on disk at QDRANT_PATH."
@@ -262,6 +269,18 @@ class Settings(BaseSettings):
     bot_http_port: int = Field(
         default=3000, ge=1, le=65535, description="Port of `dispatchbot run --mode http`."
     )
+    bot_readiness_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds /readyz waits for each of the database, Qdrant and the model.",
+    )
+    slack_admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "User ids (U…) who see the admin App Home: adapters, escalations, feedback, "
+            "documents. Everyone else sees how to ask."
+        ),
+    )
     bot_answer_workers: int = Field(
         default=16,
         ge=1,
@@ -329,6 +348,7 @@ class Settings(BaseSettings):
         "llm_fallback_urls",
         "slack_answer_channels",
         "slack_listen_channels",
+        "slack_admin_users",
         "escalation_mention",
         "escalation_fallback_mention",
         "escalation_phrases",

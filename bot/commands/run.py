@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -18,7 +15,19 @@ from slack_sdk.errors import SlackApiError
 from bot.app import Mode, SlackSetupError, answer_executor, check_slack_settings, create_app
 from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
 from bot.commands.model import ensure_local_model
-from bot.http_server import EVENTS_PATH, HEALTH_PATH, SlackHTTPServer, serve_until_stopped
+from bot.http_server import (
+    EVENTS_PATH,
+    HEALTH_PATH,
+    METRICS_PATH,
+    READY_PATH,
+    Operations,
+    SlackHTTPServer,
+    serve_in_background,
+    stop_serving,
+    wait_for_termination,
+)
+from bot.metrics import EscalationBacklog
+from bot.readiness import Readiness
 from bot.reminders import ReminderScheduler
 
 console = Console(soft_wrap=True)
@@ -30,14 +39,19 @@ def run(
         Mode,
         typer.Option(
             "--mode",
-            help="socket: Socket Mode, no public URL needed (one process). "
+            help="socket: Socket Mode, no public URL needed; run ONE process. "
             "http: Events API at /slack/events, for several replicas behind a load balancer.",
         ),
     ] = Mode.SOCKET,
     port: int | None = typer.Option(
-        None, "--port", min=1, max=65535, help="HTTP mode port; default BOT_HTTP_PORT (3000)."
+        None,
+        "--port",
+        min=1,
+        max=65535,
+        help="Port of /slack/events (HTTP mode) and of /healthz, /readyz and /metrics "
+        "(both modes); default BOT_HTTP_PORT (3000).",
     ),
-    host: str = typer.Option("0.0.0.0", "--host", help="HTTP mode address to listen on."),  # noqa: S104
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),  # noqa: S104
 ) -> None:
     """Answer questions in Slack until stopped (Ctrl-C or SIGTERM).
 
@@ -58,25 +72,35 @@ def run(
             app = create_app(services, mode, executor)
         except SlackSetupError as error:
             fail(str(error), EXIT_UNAVAILABLE)
+        operations = Operations(Readiness.of(services), [EscalationBacklog(services.database)])
+        # Socket Mode takes events over its websocket: this server must not accept any.
+        server = _listen(
+            app if mode is Mode.HTTP else None, operations, host, port or settings.bot_http_port
+        )
         reminders = ReminderScheduler(app.client, services).start()
         try:
+            serve_in_background(server)
             if mode is Mode.HTTP:
-                _serve_http(app, host, port or settings.bot_http_port)
+                console.print(f"dispatchbot is listening on {server.url}{EVENTS_PATH}.")
+                wait_for_termination()
             else:
                 _serve_socket_mode(app, settings.slack_app_token)
         finally:
             console.print("Stopping: finishing the answers already under way.")
+            stop_serving(server)
             reminders.stop()
             executor.shutdown(wait=True)
 
 
-def _serve_http(app: App, host: str, port: int) -> None:
+def _listen(app: App | None, operations: Operations, host: str, port: int) -> SlackHTTPServer:
     try:
-        server = SlackHTTPServer((host, port), app)
+        server = SlackHTTPServer((host, port), app, operations)
     except OSError as error:
         fail(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port")
-    console.print(f"dispatchbot is listening on {server.url}{EVENTS_PATH} (health: {HEALTH_PATH}).")
-    serve_until_stopped(server)
+    console.print(
+        f"Operations endpoints on {server.url}: {HEALTH_PATH}, {READY_PATH}, {METRICS_PATH}."
+    )
+    return server
 
 
 def _serve_socket_mode(app: App, app_token: SecretStr | None) -> None:
@@ -91,16 +115,7 @@ def _serve_socket_mode(app: App, app_token: SecretStr | None) -> None:
             EXIT_UNAVAILABLE,
         )
     console.print("dispatchbot is connected to Slack over Socket Mode.")
-    stopped = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_termination()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         handler.close()

@@ -11,6 +11,7 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import metrics
 from bot.blocks import (
     FEEDBACK_DOWN,
     FEEDBACK_REASON_VIEW,
@@ -128,7 +129,7 @@ def _store_vote(
     """Record the vote; on failure tell the user why, and return False."""
     try:
         with services.database.transaction() as session:
-            repository.record_feedback(
+            feedback = repository.record_feedback(
                 session,
                 answer_id=answer_id,
                 user_id=asker.user_id,
@@ -136,6 +137,7 @@ def _store_vote(
                 reason=reason,
                 reason_codes=reason_codes,
             )
+            adapter = feedback.answer.adapter
     except LookupError:
         asker.tell(GONE)
         return False
@@ -144,5 +146,6 @@ def _store_vote(
         logger.exception("could not store feedback request=%s", reference)
         asker.tell(NOT_SAVED.format(reference=reference))
         return False
+    metrics.count_feedback(value, adapter)
     logger.info("feedback answer=%d value=%d reasons=%s", answer_id, value, ",".join(reason_codes))
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from slack_bolt import App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import metrics
 from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
 from bot.channels import ChannelPolicy
 from bot.dedupe import first_delivery
@@ -255,6 +257,7 @@ def stream_answer(
     line of the failure carries too; the question was stored before anything could fail.
     Returns the recorded answer, or None when it failed.
     """
+    started = time.perf_counter()
     reply = _reply_for(question, client, services)
     reply.start()
     shown = ""
@@ -267,15 +270,20 @@ def stream_answer(
             reply_ts=reply.ts,
         )
         for chunk in stream:
+            if not shown:
+                metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
             shown += chunk
             reply.update(shown)
         answer = stream.result
         sources = [source_ref(result) for result in answer.citations]
         reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id))
-        return answer
     except Exception:
+        metrics.ANSWERS.labels("failed").inc()
         _report_failure(question, request_id, reply.fail, shown)
         return None
+    metrics.ANSWER_SECONDS.labels("final").observe(time.perf_counter() - started)
+    metrics.observe_answer(answer)
+    return answer
 
 
 def _poster(client: WebClient, question: Question) -> Callable[[SlackMessage], object]:

@@ -14,10 +14,12 @@ import pytest
 from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
-from vllm_support import RunningServer, make_client
+from vllm_support import BASE_MODEL, RunningServer, make_client
 
 from bot.app import Mode, answer_executor, create_app
-from bot.http_server import EVENTS_PATH, SlackHTTPServer
+from bot.http_server import EVENTS_PATH, Operations, SlackHTTPServer
+from bot.metrics import EscalationBacklog
+from bot.readiness import Readiness
 from bot.reminders import ReminderScheduler
 from bot.services import Services
 from retrieval.chunking import ChunkingOptions
@@ -102,6 +104,9 @@ def make_parts(
             "slack_signing_secret": SIGNING_SECRET,
             "slack_api_url": mock_slack.api_url,
             "slack_update_interval_s": 0.3,
+            # What /readyz checks; the assistant itself uses `endpoints`.
+            "llm_base_url": (endpoints or [vllm_server.base_url])[0],
+            "llm_model": BASE_MODEL,
         }
         settings = Settings(_env_file=None, **(values | overrides))
         database = Database(settings.database_url)
@@ -137,7 +142,8 @@ def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot
     def start(**options: Any) -> RunningBot:
         parts = make_parts(**options)
         app = create_app(parts.services, Mode.HTTP, parts.executor)
-        server = SlackHTTPServer(("127.0.0.1", 0), app)
+        operations = Operations(Readiness.of(parts.services), [EscalationBacklog(parts.database)])
+        server = SlackHTTPServer(("127.0.0.1", 0), app, operations)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         scheduler = ReminderScheduler(app.client, parts.services).start()
         stopped = threading.Event()

@@ -157,12 +157,18 @@ def _handler_for(mock: MockSlack) -> type[BaseHTTPRequestHandler]:
                 if isinstance(args.get(name), str) and args[name]:
                     args[name] = json.loads(args[name])
             args["_token"] = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-            body = json.dumps(mock.record(method, args)).encode()
-            self.send_response(200)
+            response = mock.record(method, args)
+            # `_http_status` and `_retry_after` in a response make the mock fail at the HTTP
+            # level, as Slack does for rate limits (429 with Retry-After) and outages (5xx).
+            status = int(response.get("_http_status", 200))
+            body = json.dumps({k: v for k, v in response.items() if not k.startswith("_")})
+            self.send_response(status)
+            if "_retry_after" in response:
+                self.send_header("Retry-After", str(response["_retry_after"]))
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body.encode())))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body.encode())
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -223,6 +229,17 @@ def message(
         "team": TEAM_ID,
         "channel_type": "im" if channel.startswith("D") else "channel",
         **extra,
+    }
+
+
+def app_home_opened(*, user: str = "U0ALICE", tab: str = "home") -> dict[str, Any]:
+    """The user opened the app's Home tab (or its Messages tab, with tab="messages")."""
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D0DISPATCH",
+        "tab": tab,
+        "event_ts": next_ts(),
     }
 
 

@@ -3,17 +3,20 @@ answering signed Slack events and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from bot_process import (
+    POLICIES,
+    dispatchbot,
+    operator_environment,
+    start_http_bot,
+    stop,
+    wait_until_healthy,
+)
 from slack_mock import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -24,28 +27,12 @@ from slack_mock import (
     has_buttons,
     mention,
 )
-from vllm_support import MODELS_DIR, RunningServer, free_port
-
-DISPATCHBOT = shutil.which("dispatchbot", path=str(Path(sys.executable).parent))
-POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+from vllm_support import RunningServer, free_port
 
 
 @pytest.fixture
 def operator_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
-    env["DISPATCHBOT_DATA_DIR"] = str(tmp_path / "data")
-    # The shared models folder already holds the embedding model's ONNX export.
-    env["MODELS_DIR"] = str(MODELS_DIR)
-    return env
-
-
-def _dispatchbot(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    assert DISPATCHBOT, "the dispatchbot console script is installed beside this python"
-    return subprocess.run(  # noqa: S603 - our own console script
-        [DISPATCHBOT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+    return operator_environment(tmp_path / "data")
 
 
 @pytest.mark.parametrize(
@@ -60,7 +47,7 @@ def _dispatchbot(
 def test_a_missing_token_is_named(
     operator_env: dict[str, str], tmp_path: Path, mode: str, given: dict[str, str], missing: str
 ) -> None:
-    result = _dispatchbot("run", "--mode", mode, env=operator_env | given, cwd=tmp_path)
+    result = dispatchbot("run", "--mode", mode, env=operator_env | given, cwd=tmp_path)
 
     assert result.returncode == 2
     assert f"{missing} is not set" in result.stderr
@@ -84,36 +71,14 @@ def bot_process(
         "LLM_MAX_TOKENS": "48",
     }
     for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
-        assert _dispatchbot(*step, env=env, cwd=tmp_path).returncode == 0
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        [DISPATCHBOT, "run", "--mode", "http", "--port", str(port), "--host", "127.0.0.1"],  # type: ignore[list-item]
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+        assert dispatchbot(*step, env=env, cwd=tmp_path).returncode == 0
+    process = start_http_bot(port, env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(url, process)
+        wait_until_healthy(url, process)
         yield process, url
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"dispatchbot run exited early:\n{process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    pytest.fail("dispatchbot run did not answer /healthz")
+        stop(process)
 
 
 def test_run_http_answers_a_signed_event_and_stops_cleanly(

@@ -1,0 +1,75 @@
+"""Log records as readable lines or as JSON objects, each carrying the request it belongs to.
+
+The request id is the reference an error message in Slack quotes, so a user's screenshot
+leads straight to the log lines of their request. It lives in a context variable: the
+middleware sets it when a request arrives, and the answer executor copies the context into
+the worker thread that runs the listener (see bot/app.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
+
+current_request_id: ContextVar[str | None] = ContextVar("dispatchbot_request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
+
+
+def bind_request_id(request_id: str | None) -> None:
+    """Log records made from here on in this context (and in copies of it) carry the id."""
+    current_request_id.set(request_id)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the request id in effect where it was made."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = current_request_id.get()
+        record.request_id = request_id
+        record.request_tag = f" [request={request_id}]" if request_id else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors (Loki, CloudWatch, Datadog) parse as is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def log_handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
+    """A stderr handler (or one on `stream`) in `log_format`, stamping request ids."""
+    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    return handler
+
+
+def configure_logging(level: int | str, log_format: LogFormat) -> None:
+    """Replace the root logger's handlers with one in `log_format` at `level`."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(log_handler(log_format))
+    root.setLevel(level)
