@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from store.database import Database
 from store.models import Base
 from store.settings import Settings
 
 target_metadata = Base.metadata
+
+# Any fixed 64-bit number: the PostgreSQL advisory lock that one `db upgrade` at a time holds.
+MIGRATION_LOCK = 0x646973706174  # "dispat"
 
 
 def _engine() -> Engine:
@@ -41,7 +44,16 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            _wait_for_other_upgrades(connection)
             context.run_migrations()
+
+
+def _wait_for_other_upgrades(connection: Connection) -> None:
+    """Several pods may run `db upgrade` at once (an init container per replica): on
+    PostgreSQL the first takes the lock and migrates, the others wait for its commit, then
+    find the schema current and do nothing. SQLite has one writer anyway."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 if context.is_offline_mode():

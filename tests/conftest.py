@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from postgres_support import private_schema
+from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from vllm_support import BASE_MODEL, RunningServer, SocketServer, free_port, local_settings
 
@@ -57,20 +56,8 @@ def postgres_admin_url() -> str:
 
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A private schema per test, so tests never see each other's rows or tables."""
-    schema_name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-    url = make_url(postgres_admin_url).update_query_dict(
-        {"options": f"-csearch_path={schema_name}"}
-    )
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
-        admin.dispose()
+    with private_schema(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture
