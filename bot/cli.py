@@ -17,6 +17,7 @@ from bot.commands import (
     evaluate,
     model,
     promote,
+    retention,
     run,
     train,
 )
@@ -42,6 +43,7 @@ app.add_typer(documents.app, name="documents")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(escalations.app, name="escalations")
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(retention.app, name="retention")
 app.command("train")(train.train)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)

@@ -262,10 +262,14 @@ class Escalation(Base):
     resolved_at: Mapped[datetime | None] = mapped_column()
     # Who asked, the question, and the bot's draft answer if it wrote one.
     requested_by: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    # Indexed so that deleting messages and answers (retention purge) finds the escalations
+    # to update without scanning the table once per deleted row.
     question_message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL")
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
-    answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id", ondelete="SET NULL"))
+    answer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("answers.id", ondelete="SET NULL"), index=True
+    )
     # The card in the on-call channel, so claims and reminders update the one people see.
     card_channel: Mapped[str | None] = mapped_column(String(SLACK_ID))
     card_ts: Mapped[str | None] = mapped_column(String(SLACK_ID))
@@ -284,3 +288,32 @@ class SlackEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ActivityDaily(Base):
+    """Counts per UTC day of the rows `dispatchbot retention purge` deleted.
+
+    Each purge adds what it deletes, so the counts outlive the conversations they describe;
+    a day's full activity is these counts plus the rows still in the other tables. Each row
+    is counted on the day of its own timestamp (a vote on the day it was cast).
+    Conversation-level counts (conversations, questions, escalations) have no adapter and
+    sit in the row with adapter ''; answers and votes sit in their adapter's row, where ''
+    is the base model. Summing a column over a day's rows gives that day's total.
+    """
+
+    __tablename__ = "activity_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    adapter: Mapped[str] = mapped_column(String(128), primary_key=True)
+    conversations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    questions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    answers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    thumbs_up: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    thumbs_down: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # All escalations, then one column per known trigger (a new trigger counts in the total).
+    escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalations_button: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalations_asked: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalations_weak_evidence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalations_sensitive: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalations_second_downvote: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -21,6 +21,7 @@ DESIGN_TABLES = {
     "escalations",
     "model_versions",
     "slack_events",
+    "activity_daily",
 }
 
 
