@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import Ack, App
 
 from bot.channels import ChannelPolicy
-from bot.listeners import feedback, handoff, questions
+from bot.listeners import feedback, handoff, home, questions
 from bot.services import Services
 
 
@@ -19,3 +19,4 @@ def register_listeners(app: App, services: Services) -> None:
     questions.register(app, services, channels, ack_now)
     feedback.register(app, services, ack_now)
     handoff.register(app, services, ack_now)
+    home.register(app, services, ack_now)
