@@ -89,7 +89,9 @@ class PromotedAdapter:
             return self._active
 
 
-def make_servable(version: ModelVersion, endpoints: Sequence[str]) -> None:
+def make_servable(
+    version: ModelVersion, endpoints: Sequence[str], *, api_key: str | None = None
+) -> None:
     """Load the version's adapter into every endpoint that does not serve it yet."""
     if version.adapter_path is None:
         raise PromotionError(f"{version.name} has no adapter folder recorded")
@@ -98,12 +100,12 @@ def make_servable(version: ModelVersion, endpoints: Sequence[str]) -> None:
         raise PromotionError(f"{version.name}: no adapter at {path}; train it again")
     for endpoint in endpoints:
         try:
-            served = {model.id for model in list_served_models(endpoint)}
+            served = {model.id for model in list_served_models(endpoint, api_key=api_key)}
         except Exception as error:
             raise PromotionError(f"cannot reach the model server at {endpoint}: {error}") from error
         if version.name not in served:
             try:
-                load_adapter(endpoint, version.name, path)
+                load_adapter(endpoint, version.name, path, api_key=api_key)
             except AdapterError as error:
                 raise PromotionError(str(error)) from error
 
@@ -115,6 +117,7 @@ def promote(
     endpoints: Sequence[str],
     canary_share: float | None = None,
     force: bool = False,
+    api_key: str | None = None,
 ) -> ModelVersion:
     """Serve `name` (for a share of questions when `canary_share` is given) and record it.
 
@@ -131,7 +134,7 @@ def promote(
             f"{name} has not passed the evaluation gate; run `dispatchbot evaluate model "
             f"--candidate {name}` first, or promote with --force"
         )
-    make_servable(version, endpoints)
+    make_servable(version, endpoints, api_key=api_key)
     if canary_share is not None:
         if not 0 < canary_share < 1:
             raise PromotionError("a canary share is between 0 and 1, like 0.1")
@@ -149,7 +152,9 @@ def promote(
     return version
 
 
-def rollback(session: Session, *, endpoints: Sequence[str]) -> ActiveVersions:
+def rollback(
+    session: Session, *, endpoints: Sequence[str], api_key: str | None = None
+) -> ActiveVersions:
     """Stop the canary if there is one; else return to the version promoted before.
 
     The version rolled back from is rejected, so a second rollback goes further back.
@@ -175,7 +180,7 @@ def rollback(session: Session, *, endpoints: Sequence[str]) -> ActiveVersions:
         .order_by(ModelVersion.promoted_at.desc())
     ).first()
     if previous is not None:
-        make_servable(previous, endpoints)
+        make_servable(previous, endpoints, api_key=api_key)
         previous.status = ModelVersionStatus.PROMOTED
         previous.promoted_at = utcnow()
     session.flush()

@@ -146,7 +146,9 @@ def evaluate_model_command(
             baseline = None if baseline_name == BASE else _version_or_fail(session, baseline_name)
             try:
                 for version in filter(None, (contender, baseline)):
-                    make_servable(version, endpoints)
+                    make_servable(
+                        version, endpoints, api_key=settings.llm_api_key.get_secret_value()
+                    )
             except PromotionError as error:
                 fail(str(error), EXIT_UNAVAILABLE)
         question_sets = {ItemKind.ANSWERABLE: answerable, ItemKind.UNANSWERABLE: unanswerable}

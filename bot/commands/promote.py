@@ -40,7 +40,12 @@ def promote(
         try:
             with database.transaction() as session:
                 promote_version(
-                    session, name, endpoints=_endpoints(settings), canary_share=canary, force=force
+                    session,
+                    name,
+                    endpoints=_endpoints(settings),
+                    canary_share=canary,
+                    force=force,
+                    api_key=settings.llm_api_key.get_secret_value(),
                 )
                 active = active_versions(session)
         except PromotionError as error:
@@ -60,7 +65,11 @@ def rollback(
     with command_database(settings) as database:
         try:
             with database.transaction() as session:
-                active = roll_back(session, endpoints=_endpoints(settings))
+                active = roll_back(
+                    session,
+                    endpoints=_endpoints(settings),
+                    api_key=settings.llm_api_key.get_secret_value(),
+                )
         except PromotionError as error:
             fail(str(error), EXIT_UNAVAILABLE if "cannot reach" in str(error) else 2)
     _report(active, as_json)
