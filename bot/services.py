@@ -6,6 +6,7 @@ locks its folder to one client, and loading the embedder takes seconds.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from retrieval.client import open_qdrant
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
+from retrieval.errors import NothingIngestedError
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantSettings
 from serving.llm_client import ModelClient
@@ -20,6 +22,8 @@ from serving.promotion import PromotedAdapter
 from store.database import Database
 from store.schema import open_current_database
 from store.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,19 +45,26 @@ def assistant_settings(settings: Settings) -> AssistantSettings:
 
 
 @contextmanager
-def open_services(settings: Settings) -> Iterator[Services]:
+def open_services(settings: Settings, *, wait_for_ingest: bool = False) -> Iterator[Services]:
     """Open the store, the policy collection and the model client; close them on exit.
 
     Raises `SchemaOutOfDate` and retrieval errors (`StoreUnavailableError`,
-    `NothingIngestedError`, ...) with messages that say what to do.
+    `NothingIngestedError`, ...) with messages that say what to do. With `wait_for_ingest`
+    (the long-running bot) an empty Qdrant is not an error: the bot starts, /readyz says
+    what is missing, and the first ingest makes it ready without a restart.
     """
     database = open_current_database(settings.database_url)
     try:
         with open_qdrant(settings) as client:
             embedder = load_embedder_for(settings)
-            require_collection(
-                client, settings.qdrant_collection, embedder.dimension, embedder.name
-            )
+            try:
+                require_collection(
+                    client, settings.qdrant_collection, embedder.dimension, embedder.name
+                )
+            except NothingIngestedError as error:
+                if not wait_for_ingest:
+                    raise
+                logger.warning("%s; not ready until then", error)
             search = PolicySearch(
                 client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
             )

@@ -37,10 +37,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 @contextmanager
-def command_services(settings: Settings) -> Iterator[Services]:
+def command_services(settings: Settings, *, wait_for_ingest: bool = False) -> Iterator[Services]:
     """`open_services` for a command: a store or collection that is not ready ends it clearly."""
     try:
-        with open_services(settings) as services:
+        with open_services(settings, wait_for_ingest=wait_for_ingest) as services:
             yield services
     except (SchemaOutOfDate, StoreUnavailableError) as error:
         fail(str(error), EXIT_UNAVAILABLE)

@@ -66,7 +66,10 @@ def run(
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
     executor = answer_executor(settings)
-    with command_services(settings) as services:
+    # Against a Qdrant server, a bot started before the first ingest (a new deployment)
+    # waits for it, unready. Local Qdrant is one process's: there, ingest has to come first.
+    wait_for_ingest = settings.qdrant_url is not None
+    with command_services(settings, wait_for_ingest=wait_for_ingest) as services:
         ensure_local_model(settings)
         try:
             app = create_app(services, mode, executor)

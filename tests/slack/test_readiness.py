@@ -5,17 +5,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from conftest import StartBot
 from pydantic import SecretStr
 from qdrant_client import QdrantClient
-from vllm_support import BASE_MODEL, SocketServer
+from vllm_support import BASE_MODEL, MODELS_DIR, RunningServer, SocketServer
 
 from bot.http_server import EVENTS_PATH, READY_PATH, Operations, SlackHTTPServer
-from bot.readiness import Readiness, database_check, model_check, qdrant_check
+from bot.readiness import REUSE_S, Readiness, database_check, model_check, qdrant_check
+from bot.services import open_services
+from retrieval.chunking import ChunkingOptions
+from retrieval.embedding import load_embedder_for
+from retrieval.ingest import ingest_files
+from store import schema
 from store.database import Database
+from store.settings import Settings
+
+POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
 TIMEOUT_S = 1.0
 API_KEY = "sk-not-a-real-key"
@@ -137,3 +146,36 @@ def test_a_check_that_raises_is_reported_not_raised() -> None:
 
     assert not report.ready
     assert report.as_json()["checks"]["qdrant"]["detail"] == "RuntimeError: disk full"
+
+
+def test_a_bot_started_before_the_first_ingest_is_ready_once_it_is_done(
+    tmp_path: Path, vllm_server: RunningServer
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        models_dir=MODELS_DIR,
+        llm_base_url=vllm_server.base_url,
+        llm_model=BASE_MODEL,
+    )
+    database = Database(settings.database_url)
+    schema.upgrade(database)
+    database.dispose()
+
+    with open_services(settings, wait_for_ingest=True) as services:
+        readiness = Readiness.of(services)
+        before = readiness.report()
+        ingest_files(
+            [POLICIES / "load-approval.md"],
+            client=services.search.client,
+            collection=settings.qdrant_collection,
+            embedder=load_embedder_for(settings),
+            chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
+        )
+        time.sleep(REUSE_S)
+        after = readiness.report()
+
+    assert not before.ready
+    assert "run `dispatchbot ingest`" in before.checks["qdrant"].detail
+    assert before.checks["database"].ok
+    assert after.ready
