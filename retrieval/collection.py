@@ -8,6 +8,7 @@ a vector-size error from deep inside Qdrant.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 from qdrant_client import QdrantClient, models
 
@@ -31,13 +32,37 @@ PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
 }
 
 
-def ensure_collection(client: QdrantClient, name: str, dimension: int, model: str) -> None:
+@dataclass(frozen=True)
+class ClusterLayout:
+    """How a Qdrant cluster spreads the collection; None leaves it to the server's defaults.
+
+    Fixed when the collection is created (the first ingest): shards are the unit that moves
+    between nodes, replicas keep search up when a node is lost, and the write consistency
+    factor is how many replicas must confirm a write. Local mode ignores all three.
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+
+
+def ensure_collection(
+    client: QdrantClient,
+    name: str,
+    dimension: int,
+    model: str,
+    layout: ClusterLayout | None = None,
+) -> None:
     """Create the collection if it is missing; otherwise check it fits the embedding model."""
     if client.collection_exists(name):
         check_collection(client, name, dimension, model)
         return
+    layout = layout or ClusterLayout()
     client.create_collection(
         name,
+        shard_number=layout.shard_number,
+        replication_factor=layout.replication_factor,
+        write_consistency_factor=layout.write_consistency_factor,
         # Two models can share a dimension; the name tells their vectors apart.
         metadata={EMBEDDING_MODEL_KEY: model},
         vectors_config={

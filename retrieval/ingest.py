@@ -19,7 +19,7 @@ from pathlib import Path
 from qdrant_client import QdrantClient, models
 
 from retrieval.chunking import Chunk, ChunkingOptions, chunk_document
-from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR, ensure_collection
+from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR, ClusterLayout, ensure_collection
 from retrieval.documents import Document
 from retrieval.embedding import Embedder
 from retrieval.errors import UnreadableDocumentError
@@ -92,10 +92,14 @@ def ingest_files(
     batch_size: int = 32,
     today: date | None = None,
     on_progress: EmbeddingProgress | None = None,
+    layout: ClusterLayout | None = None,
 ) -> IngestReport:
-    """Ingest `files` in order; `today` dates versions that declare no `effective_from`."""
+    """Ingest `files` in order; `today` dates versions that declare no `effective_from`.
+
+    `layout` shards and replicates the collection if this ingest creates it.
+    """
     today = today or local_today()
-    ensure_collection(client, collection, embedder.dimension, embedder.name)
+    ensure_collection(client, collection, embedder.dimension, embedder.name, layout)
     # The model truncates longer inputs, so a chunk may never be longer than it reads.
     chunking = dataclasses.replace(
         chunking, max_tokens=min(chunking.max_tokens, embedder.max_tokens)

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     )
     qdrant_api_key: SecretStr | None = Field(default=None, description="API key for QDRANT_URL.")
     qdrant_collection: str = Field(default="policies", description="Collection name.")
+    qdrant_shard_number: int | None = Field(
+        default=None, ge=1, description="Shards of a new collection on a Qdrant cluster."
+    )
+    qdrant_replication_factor: int | None = Field(
+        default=None, ge=1, description="Copies of each shard on a Qdrant cluster."
+    )
+    qdrant_write_consistency_factor: int | None = Field(
+        default=None, ge=1, description="Replicas that must confirm a write on a Qdrant cluster."
+    )
 
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",

@@ -20,7 +20,7 @@ from rich.text import Text
 from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
 from retrieval.chunking import ChunkingOptions
 from retrieval.client import open_qdrant
-from retrieval.collection import require_collection
+from retrieval.collection import ClusterLayout, require_collection
 from retrieval.embedding import load_embedder_for
 from retrieval.errors import RetrievalError, StoreUnavailableError
 from retrieval.ingest import FileStatus, IngestReport, ingest_files
@@ -86,6 +86,11 @@ def ingest(
                 chunking=chunking,
                 batch_size=settings.embedding_batch_size,
                 on_progress=bar.update,
+                layout=ClusterLayout(
+                    shard_number=settings.qdrant_shard_number,
+                    replication_factor=settings.qdrant_replication_factor,
+                    write_consistency_factor=settings.qdrant_write_consistency_factor,
+                ),
             )
     _print_report(report, settings.qdrant_collection)
     if report.count(FileStatus.SKIPPED):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient, models
 
-from retrieval.collection import ensure_collection, require_collection
+from retrieval.collection import ClusterLayout, ensure_collection, require_collection
 from retrieval.errors import CollectionMismatchError, NothingIngestedError
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -71,3 +71,33 @@ def test_same_dimension_but_another_model_fails_fast(client: QdrantClient) -> No
 def test_reading_before_any_ingest_says_how_to_ingest(client: QdrantClient) -> None:
     with pytest.raises(NothingIngestedError, match="dispatchbot ingest examples/policies"):
         require_collection(client, "policies", 384, MODEL)
+
+
+class _RecordingClient:
+    """The real client, noting what the collection was created with."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self.created_with: dict[str, object] = {}
+
+    def create_collection(self, name: str, **options: object) -> bool:
+        self.created_with = options
+        return self._client.create_collection(name, **options)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_a_new_collection_is_sharded_and_replicated_as_the_cluster_layout_says(
+    client: QdrantClient,
+) -> None:
+    recording = _RecordingClient(client)
+    layout = ClusterLayout(shard_number=6, replication_factor=2, write_consistency_factor=2)
+
+    ensure_collection(recording, "policies", 384, "all-MiniLM-L6-v2", layout)  # type: ignore[arg-type]
+    ensure_collection(recording, "policies", 384, "all-MiniLM-L6-v2")  # type: ignore[arg-type]
+
+    assert recording.created_with["shard_number"] == 6
+    assert recording.created_with["replication_factor"] == 2
+    assert recording.created_with["write_consistency_factor"] == 2
+    assert client.collection_exists("policies")
