@@ -67,9 +67,12 @@ def log_handler(log_format: LogFormat, stream: object = None) -> logging.Handler
 
 
 def configure_logging(level: int | str, log_format: LogFormat) -> None:
-    """Replace the root logger's handlers with one in `log_format` at `level`."""
+    """Log to stderr in `log_format` at `level`.
+
+    Like logging.basicConfig, a root logger that already has handlers keeps them: a program
+    that runs dispatchbot in-process (a test runner, the benchmarks) chose its own format.
+    """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(log_handler(log_format))
+    if not root.handlers:
+        root.addHandler(log_handler(log_format))
     root.setLevel(level)

@@ -8,8 +8,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from bot_process import (
+    DISPATCHBOT,
     POLICIES,
     dispatchbot,
     operator_environment,
@@ -18,6 +20,7 @@ from bot_process import (
     wait_until_healthy,
 )
 from slack_mock import (
+    APP_TOKEN,
     BOT_TOKEN,
     SIGNING_SECRET,
     MockSlack,
@@ -27,6 +30,7 @@ from slack_mock import (
     has_buttons,
     mention,
 )
+from socket_mode_support import SocketModeServer
 from vllm_support import RunningServer, free_port
 
 
@@ -99,3 +103,61 @@ def test_run_http_answers_a_signed_event_and_stops_cleanly(
     assert "listening on http://127.0.0.1:" in output
     assert BOT_TOKEN not in output
     assert SIGNING_SECRET not in output
+
+
+def test_run_in_socket_mode_answers_and_serves_only_the_operations_endpoints(
+    operator_env: dict[str, str], tmp_path: Path, mock_slack: MockSlack, vllm_server: RunningServer
+) -> None:
+    socket_server = SocketModeServer()
+    mock_slack.socket_mode_url = socket_server.url
+    question = mention("who approves a 30,000 lb load?")
+    socket_server.envelopes.put(
+        {
+            "envelope_id": "cli-envelope",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": event_callback(question),
+        }
+    )
+    port = free_port()
+    env = operator_env | {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_API_URL": mock_slack.api_url,
+        "LLM_BASE_URL": vllm_server.base_url,
+        "LLM_MAX_TOKENS": "24",
+        "BOT_HTTP_PORT": str(port),
+    }
+    for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
+        assert dispatchbot(*step, env=env, cwd=tmp_path).returncode == 0
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        [DISPATCHBOT, "run", "--host", "127.0.0.1"],  # type: ignore[list-item]
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        mock_slack.wait_for("chat.update", has_buttons)
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        metrics = httpx.get(f"{url}/metrics", timeout=10)
+        events = httpx.post(f"{url}/slack/events", content=b"{}", timeout=10)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        stop(process)
+        socket_server.close()
+
+    assert socket_server.acks.get(timeout=5)["envelope_id"] == "cli-envelope"
+    assert ready.status_code == 200
+    assert "dispatchbot_answer_stage_seconds_count" in metrics.text
+    assert events.status_code == 404  # events come over the websocket only
+    assert process.returncode == 0
+    assert "connected to Slack over Socket Mode" in output
+    assert APP_TOKEN not in output
+    assert BOT_TOKEN not in output
