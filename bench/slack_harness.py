@@ -94,6 +94,19 @@ def add_bot_arguments(
 class BotExit:
     returncode: int
     log: str
+    peak_rss_mib: float | None  # the process's high-water mark of resident memory
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM of a running process (Linux), in MiB; None where /proc does not say."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 @dataclass
@@ -114,6 +127,7 @@ class RunningBot:
     def stop(self, timeout_s: float = 180) -> BotExit:
         """SIGTERM, as an orchestrator stops it: running answers finish, then it exits."""
         if self._exit is None:
+            peak = peak_rss_mib(self.process.pid)
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 try:
@@ -121,7 +135,7 @@ class RunningBot:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
-            self._exit = BotExit(self.process.returncode, self.log_path.read_text("utf-8"))
+            self._exit = BotExit(self.process.returncode, self.log_path.read_text("utf-8"), peak)
         return self._exit
 
 

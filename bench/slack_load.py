@@ -104,7 +104,12 @@ def run(args: argparse.Namespace) -> BenchResult:
             offset += 2 * load
         stopped = bot.stop()
         settings = bot.settings
-    config = {"bot_settings": settings, "bot_answer_workers": workers, "policies": policies}
+    config = {
+        "bot_settings": settings,
+        "bot_answer_workers": workers,
+        "policies": policies,
+        "bot_peak_rss_mib": stopped.peak_rss_mib,
+    }
     dispatches = bolt_dispatches(parse_log(stopped.log))
     problems = _log_problems(stopped.log, stopped.returncode)
     return _result(levels, dispatches, problems, config, args)
@@ -228,7 +233,7 @@ def _result(
         ]
         for level in levels
     ]
-    findings = _findings(levels)
+    findings = _findings(levels) | {"bot_peak_rss_mib": bot_config["bot_peak_rss_mib"]}
     notes = [
         "Acks are timed from just before connecting to the end of the response, one "
         "connection per event (as Slack delivers events), by threads of the bench process.",

@@ -64,6 +64,7 @@ def test_slack_load_times_acks_of_both_waves_and_completes_every_answer(
     assert _positive(level[4])  # answers/min
     assert _positive(result.findings["ack_p99_ms_during_generation_at_n1"])
     assert result.findings["goal_p99_ack_under_300ms_at_n50"].startswith("not judged")
+    assert result.findings["bot_peak_rss_mib"] > 100  # the embedder alone is more
     document = _reads_back(result, tmp_path)
     assert document["config"]["llm_max_tokens"] == 16
 
