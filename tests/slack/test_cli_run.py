@@ -3,6 +3,7 @@ answering signed Slack events and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -39,6 +40,23 @@ def operator_env(tmp_path: Path) -> dict[str, str]:
     return operator_environment(tmp_path / "data")
 
 
+@pytest.fixture(scope="module")
+def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir as an operator leaves it before `run`: migrated, one policy ingested."""
+    data = tmp_path_factory.mktemp("prepared") / "data"
+    env = operator_environment(data)
+    for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
+        assert dispatchbot(*step, env=env, cwd=data.parent).returncode == 0
+    return data
+
+
+@pytest.fixture
+def ready_env(operator_env: dict[str, str], prepared_data: Path) -> dict[str, str]:
+    """`operator_env` whose data dir is a copy of `prepared_data`."""
+    shutil.copytree(prepared_data, operator_env["DISPATCHBOT_DATA_DIR"])
+    return operator_env
+
+
 @pytest.mark.parametrize(
     ("mode", "given", "missing"),
     [
@@ -61,21 +79,19 @@ def test_a_missing_token_is_named(
 
 @pytest.fixture
 def bot_process(
-    operator_env: dict[str, str],
+    ready_env: dict[str, str],
     tmp_path: Path,
     mock_slack: MockSlack,
     vllm_server: RunningServer,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    env = operator_env | {
+    env = ready_env | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": mock_slack.api_url,
         "LLM_BASE_URL": vllm_server.base_url,
         "LLM_MAX_TOKENS": "48",
     }
-    for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
-        assert dispatchbot(*step, env=env, cwd=tmp_path).returncode == 0
     process = start_http_bot(port, env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -106,7 +122,7 @@ def test_run_http_answers_a_signed_event_and_stops_cleanly(
 
 
 def test_run_in_socket_mode_answers_and_serves_only_the_operations_endpoints(
-    operator_env: dict[str, str], tmp_path: Path, mock_slack: MockSlack, vllm_server: RunningServer
+    ready_env: dict[str, str], tmp_path: Path, mock_slack: MockSlack, vllm_server: RunningServer
 ) -> None:
     socket_server = SocketModeServer()
     mock_slack.socket_mode_url = socket_server.url
@@ -122,7 +138,7 @@ def test_run_in_socket_mode_answers_and_serves_only_the_operations_endpoints(
         }
     )
     port = free_port()
-    env = operator_env | {
+    env = ready_env | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_APP_TOKEN": APP_TOKEN,
         "SLACK_API_URL": mock_slack.api_url,
@@ -130,8 +146,6 @@ def test_run_in_socket_mode_answers_and_serves_only_the_operations_endpoints(
         "LLM_MAX_TOKENS": "24",
         "BOT_HTTP_PORT": str(port),
     }
-    for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
-        assert dispatchbot(*step, env=env, cwd=tmp_path).returncode == 0
     process = subprocess.Popen(  # noqa: S603 - our own console script
         [DISPATCHBOT, "run", "--host", "127.0.0.1"],  # type: ignore[list-item]
         env=env,
