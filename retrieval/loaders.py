@@ -2,7 +2,9 @@
 
 Every format ends up as headings plus text, so chunking can follow the document's structure
 whatever it was written in. A file that cannot be read raises `UnreadableDocumentError`
-naming the file and the reason; ingest reports it and goes on with the others.
+naming the file and the reason; ingest reports it and goes on with the others. The content
+is sniffed before it is parsed: a file that is not what its extension says (a PDF saved as
+.md, a web page saved as .pdf, a Word file renamed) is refused with what it looks like.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from enum import Enum
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -79,10 +82,84 @@ def load_document(path: Path) -> Document:
         raise UnreadableDocumentError(str(path), f"cannot read it: {error.strerror}") from error
     if not data.strip():
         raise UnreadableDocumentError(str(path), "the file is empty")
+    mismatch = content_mismatch(suffix, data)
+    if mismatch:
+        raise UnreadableDocumentError(str(path), mismatch)
     try:
         return loader(path, data)
     except ValueError as error:
         raise UnreadableDocumentError(str(path), str(error)) from error
+
+
+class ContentKind(Enum):
+    """What a file's first bytes say it is, whatever its name says."""
+
+    PDF = "a PDF"
+    ZIP = "a ZIP archive (a Word, Excel or other Office file?)"
+    PNG = "a PNG image"
+    GIF = "a GIF image"
+    JPEG = "a JPEG image"
+    UTF16 = "UTF-16 text"
+    BINARY = "binary data"
+    HTML = "an HTML page"
+    TEXT = "plain text"
+
+
+# File signatures ("magic bytes") of what people save policies as by mistake.
+_SIGNATURES = (
+    (b"PK\x03\x04", ContentKind.ZIP),
+    (b"\x89PNG", ContentKind.PNG),
+    (b"GIF8", ContentKind.GIF),
+    (b"\xff\xd8\xff", ContentKind.JPEG),
+    (b"\xff\xfe", ContentKind.UTF16),
+    (b"\xfe\xff", ContentKind.UTF16),
+)
+_SNIFF_BYTES = 8192
+_HTML_START = re.compile(rb"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)\b", re.I | re.S)
+_EXPECTED = {
+    **dict.fromkeys(MARKDOWN_SUFFIXES, "Markdown"),
+    **dict.fromkeys(TEXT_SUFFIXES, "plain text"),
+    **dict.fromkeys(HTML_SUFFIXES, "HTML"),
+    **dict.fromkeys(PDF_SUFFIXES, "a PDF"),
+}
+_TEXT_KINDS = frozenset({ContentKind.TEXT, ContentKind.HTML})
+_ADVICE = {
+    ContentKind.PDF: "rename it to .pdf",
+    ContentKind.HTML: "rename it to .html",
+    ContentKind.TEXT: "rename it to .md or .txt",
+    ContentKind.UTF16: "save it as UTF-8 text and ingest it again",
+    ContentKind.ZIP: "save or export it as PDF, Markdown or HTML",
+}
+_DEFAULT_ADVICE = "ingest the policy as PDF, Markdown, HTML or text instead"
+
+
+def sniff_content(data: bytes) -> ContentKind:
+    """What `data` looks like from its first bytes."""
+    if data[:1024].lstrip().startswith(b"%PDF-"):
+        return ContentKind.PDF
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    head = data[:_SNIFF_BYTES]
+    if b"\x00" in head:
+        return ContentKind.BINARY
+    if _HTML_START.match(head.removeprefix(b"\xef\xbb\xbf")):
+        return ContentKind.HTML
+    return ContentKind.TEXT
+
+
+def content_mismatch(suffix: str, data: bytes) -> str | None:
+    """Why a file's content does not fit its extension (and what to do), or None if it does."""
+    found = sniff_content(data)
+    if suffix in PDF_SUFFIXES:
+        # PDF readers accept a little junk before the header.
+        fits = found is ContentKind.PDF or b"%PDF-" in data[:1024]
+    else:  # text formats; HTML inside Markdown or text is fine, and text saved as .html too
+        fits = found in _TEXT_KINDS
+    if fits:
+        return None
+    advice = _ADVICE.get(found, _DEFAULT_ADVICE)
+    return f"looks like {found.value}, not {_EXPECTED[suffix]}: {advice}"
 
 
 def _supported_list() -> str:
@@ -142,7 +219,7 @@ _INLINE_MARKUP = re.compile(r"[*_`]+")
 
 
 def _load_markdown(path: Path, data: bytes) -> Document:
-    raw, body = split_front_matter(_decode_text(path, data))
+    raw, body = split_front_matter(_decode_text(data))
     declared = parse_front_matter(raw)
     return build_document(path, declared, markdown_sections(body), fallback_title=None)
 
@@ -186,10 +263,7 @@ def _heading_text(text: str) -> str:
     return " ".join(_INLINE_MARKUP.sub("", text).split())
 
 
-def _decode_text(path: Path, data: bytes) -> str:
-    kind = path.suffix.lower().lstrip(".")
-    if b"\x00" in data[:8192] or data.startswith(b"%PDF-"):
-        raise ValueError(f"the content is binary, not {kind} text; is the extension right?")
+def _decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -309,7 +383,7 @@ class _PolicyHTMLParser(HTMLParser):
 
 def _load_html(path: Path, data: bytes) -> Document:
     parser = _PolicyHTMLParser()
-    parser.feed(_decode_text(path, data))
+    parser.feed(_decode_text(data))
     parser.close()
     declared = parse_front_matter(dict(parser.meta))
     title = " ".join("".join(parser.title_parts).split()) or None
@@ -327,8 +401,6 @@ _PDF_INFO_KEYS = (
 
 
 def _load_pdf(path: Path, data: bytes) -> Document:
-    if b"%PDF-" not in data[:1024]:
-        raise ValueError("not a PDF (no %PDF- header); is the extension right?")
     try:
         reader = PdfReader(path)
         if reader.is_encrypted:

@@ -10,9 +10,10 @@ from pypdf import PdfWriter
 from reportlab.lib.pagesizes import letter
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate
-from retrieval_support import WriteDoc
+from retrieval_support import Ingest, WriteDoc, write
 
 from retrieval.errors import RetrievalError, UnreadableDocumentError
+from retrieval.ingest import FileStatus
 from retrieval.loaders import collect_files, load_document
 
 MARKDOWN = """---
@@ -205,7 +206,7 @@ def test_pdf_without_title_or_headings_falls_back_to_file_name(tmp_path: Path) -
         ("fake.pdf", b"Just some text, not a PDF at all.", "not a PDF"),
         ("broken.pdf", b"%PDF-1.4\n1 0 obj garbage\n%%EOF", "damaged or unsupported PDF"),
         ("binary.md", b"\x00\x01\x02binary\x00", "binary"),
-        ("report.html", b"%PDF-1.7 a PDF saved as .html", "binary"),
+        ("report.html", b"%PDF-1.7 a PDF saved as .html", "looks like a PDF, not HTML"),
         ("latin1.txt", "Caf\u00e9 policy".encode("latin-1"), "not UTF-8"),
         ("notes.docx", b"PK\x03\x04", "unsupported file type '.docx'"),
         ("bad-yaml.md", b"---\ntitle: [unclosed\n---\ntext\n", "front matter is not valid YAML"),
@@ -236,6 +237,85 @@ def test_unreadable_files_are_refused_with_their_name_and_reason(
     assert raised.value.path == str(path)
     assert reason in raised.value.reason
     assert str(path) in str(raised.value)
+
+
+PDF_BYTES = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
+ZIP = "looks like a ZIP archive (a Word, Excel or other Office file?)"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        (
+            "fuel.pdf",
+            b"Drivers fuel only at approved truck stops.\n",
+            "looks like plain text, not a PDF: rename it to .md or .txt",
+        ),
+        (
+            "fuel.pdf",
+            b"\n<!DOCTYPE html>\n<html><body><h1>Fuel</h1></body></html>",
+            "looks like an HTML page, not a PDF: rename it to .html",
+        ),
+        ("fuel.pdf", b"PK\x03\x04\x14\x00word/document.xml", f"{ZIP}, not a PDF: save or export"),
+        ("scan.pdf", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks like a PNG image, not a PDF"),
+        ("fuel.md", PDF_BYTES, "looks like a PDF, not Markdown: rename it to .pdf"),
+        ("fuel.md", b"PK\x03\x04\x14\x00", f"{ZIP}, not Markdown"),
+        ("fuel.txt", b"GIF89a\x01\x00\x01\x00", "looks like a GIF image, not plain text"),
+        ("fuel.txt", b"\xff\xd8\xff\xe0\x00\x10JFIF", "looks like a JPEG image, not plain text"),
+        (
+            "fuel.txt",
+            "Fuel policy".encode("utf-16"),
+            "looks like UTF-16 text, not plain text: save it as UTF-8",
+        ),
+        ("fuel.md", b"Fuel policy\x00\x00\x01", "looks like binary data, not Markdown"),
+        ("fuel.htm", b"  %PDF-1.4 saved from the browser", "looks like a PDF, not HTML"),
+    ],
+)
+def test_a_file_that_is_not_what_its_extension_says_is_refused_with_what_it_looks_like(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(UnreadableDocumentError) as raised:
+        load_document(path)
+
+    assert reason in raised.value.reason
+
+
+def test_content_that_fits_its_extension_is_read(tmp_path: Path) -> None:
+    html_in_markdown = "# Fuel\n\n<details><summary>Stops</summary>Approved only.</details>\n"
+    mentions_pdf = "# Exports\n\nA PDF file starts with %PDF- and a version number.\n"
+    pdf = make_pdf(tmp_path / "fuel.pdf", title="Fuel")
+    junk_first = tmp_path / "junk-first.pdf"
+    junk_first.write_bytes(b"\r\n" + pdf.read_bytes())  # PDF readers accept this
+
+    loaded = [
+        load_document(write(tmp_path, "details.md", html_in_markdown)),
+        load_document(write(tmp_path, "exports.md", mentions_pdf)),
+        load_document(write(tmp_path, "page.html", "Walk, do not run, in the yard.")),
+        load_document(junk_first),
+    ]
+
+    assert [doc.title for doc in loaded] == ["Fuel", "Exports", "page", "Fuel"]
+
+
+def test_ingest_skips_mislabelled_files_with_the_reason_and_ingests_the_rest(
+    tmp_path: Path, ingest: Ingest
+) -> None:
+    good = write(tmp_path, "yard.md", "# Yard Rules\n\nWalk, do not run.\n")
+    disguised = tmp_path / "fuel.md"
+    disguised.write_bytes(PDF_BYTES)
+    web_page = write(tmp_path, "sla.pdf", "<html><body><h1>SLAs</h1></body></html>")
+
+    report = ingest(disguised, good, web_page)
+
+    outcomes = {Path(outcome.path).name: outcome for outcome in report.outcomes}
+    assert outcomes["yard.md"].status is FileStatus.NEW
+    assert outcomes["fuel.md"].status is FileStatus.SKIPPED
+    assert outcomes["fuel.md"].reason == "looks like a PDF, not Markdown: rename it to .pdf"
+    assert outcomes["sla.pdf"].status is FileStatus.SKIPPED
+    assert outcomes["sla.pdf"].reason == "looks like an HTML page, not a PDF: rename it to .html"
 
 
 def test_pdf_without_text_is_refused(tmp_path: Path) -> None:
