@@ -222,6 +222,13 @@ def _bot_env(data_dir: Path, api_url: str, llm_url: str, max_tokens: int | None)
         "LLM_BASE_URL": llm_url,
         "LLM_MODEL": served_model(llm_url),
         "LOG_LEVEL": "INFO",
+        # The sample questions are for dispatchers and service agents: every channel may
+        # read those policies, as a dispatch team's workspace would be set up.
+        "AUDIENCE_DEFAULT": "dispatch,service",
+        # The load puts more questions into one channel in a minute than a team would: with
+        # the limits off every one of them is answered, and measured.
+        "RATE_LIMIT_USER_PER_MINUTE": "0",
+        "RATE_LIMIT_CHANNEL_PER_MINUTE": "0",
     }
     if max_tokens is not None:
         env["LLM_MAX_TOKENS"] = str(max_tokens)

@@ -14,10 +14,15 @@ from pydantic import SecretStr
 from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 
 from bot.listeners import register_listeners
 from bot.metrics import CountedRateLimitRetryHandler, SlackCallObserver
 from bot.middleware import assign_request_id
+from bot.replay import ReplayGuard
 from bot.services import Services
 from store.settings import Settings
 
@@ -63,10 +68,17 @@ def slack_client(settings: Settings) -> WebClient:
         base_url=settings.slack_api_url,
         logger=logging.getLogger("dispatchbot.slack_api"),
     )
-    # Every failed call is counted for /metrics, then rate-limited ones (HTTP 429) wait for
-    # Retry-After and try again, twice at most.
-    client.retry_handlers.insert(0, SlackCallObserver())
-    client.retry_handlers.append(CountedRateLimitRetryHandler(max_retry_count=2))
+    # Every failed call is counted for /metrics first. Then a call that could not connect or
+    # lost its connection, one rate-limited (HTTP 429: it waits for Retry-After) and one
+    # that met Slack's 500 or 503 (backing off 0.5-1.5 s, then 1-2 s) is tried again: twice
+    # at most in all, as the handlers share one attempt count. Gateway errors (502, 504) are
+    # not retried, as in slack_sdk: the post may have gone through, and would show twice.
+    client.retry_handlers = [
+        SlackCallObserver(),
+        ConnectionErrorRetryHandler(max_retry_count=2),
+        CountedRateLimitRetryHandler(max_retry_count=2),
+        ServerErrorRetryHandler(max_retry_count=2),
+    ]
     return client
 
 
@@ -123,6 +135,11 @@ def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | No
             f"cannot reach Slack at {settings.slack_api_url} ({error}); check the network "
             "or SLACK_API_URL"
         ) from error
+    # Bolt logs a rejected request's whole body at INFO, and bodies carry what people wrote.
+    logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
     app.use(assign_request_id)
+    if mode is Mode.HTTP:
+        # After Bolt's signature check: a signed request seen before is a replay (bot/replay.py).
+        app.use(ReplayGuard().reject_replays)
     register_listeners(app, services)
     return app

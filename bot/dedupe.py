@@ -32,8 +32,9 @@ def first_delivery(database: Database, request: BoltRequest) -> bool:
         with database.transaction() as session:
             first = repository.claim_event(session, event_id)
     except SQLAlchemyError:
-        # Without the store there is no dedupe. A first delivery goes on (its answer will
-        # report the outage to the user); a retry is dropped so it is not reported twice.
+        # Without the store there is no dedupe. A first delivery goes on (answering keeps
+        # the question in the spool and tells the user so); a retry is dropped, so it is not
+        # kept twice. The spool worker claims the event once the store is back.
         logger.exception("cannot record event %s; the store is unavailable", event_id)
         first = retry is None
     if first:

@@ -24,6 +24,7 @@ from bot.escalation_blocks import (
 from bot.services import Services
 from store import repository
 from store.models import (
+    Answer,
     Conversation,
     Escalation,
     EscalationPriority,
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 MAX_REMINDERS = 2  # the first re-posts the card louder; the second pings the fallback group
 ALREADY_WITH_PEOPLE = "A person has already been asked to help in this thread."
+DRAFT_HIDDEN = (
+    "_Draft hidden: it draws on a restricted policy that this channel may not see. "
+    "Read it in the thread._"
+)
 
 
 def mention_syntax(ids: list[str]) -> str:
@@ -202,7 +207,7 @@ class Handoff:
             return
         with self._services.database.transaction() as session:
             escalation = session.get_one(Escalation, escalation_id)
-            card = self._card(session, escalation, reminder)
+            card = self._card(session, escalation, reminder, channel)
             previous = (escalation.card_channel, escalation.card_ts)
         message = escalation_card(card)
         posted = self._client.chat_postMessage(
@@ -216,9 +221,11 @@ class Handoff:
     def _update_card(self, escalation_id: int) -> None:
         with self._services.database.transaction() as session:
             escalation = session.get_one(Escalation, escalation_id)
-            if escalation.card_ts is None:
+            if escalation.card_ts is None or escalation.card_channel is None:
                 return
-            card = self._card(session, escalation, escalation.reminders_sent)
+            card = self._card(
+                session, escalation, escalation.reminders_sent, escalation.card_channel
+            )
             where = (escalation.card_channel, escalation.card_ts)
         self._edit(where[0], where[1], escalation_card(card))
 
@@ -230,12 +237,17 @@ class Handoff:
         except SlackApiError as error:
             logger.warning("could not update an escalation card: %s", error.response.get("error"))
 
-    def _card(self, session: Session, escalation: Escalation, reminder: int) -> EscalationCard:
+    def _card(
+        self, session: Session, escalation: Escalation, reminder: int, card_channel: str
+    ) -> EscalationCard:
+        """The card as `card_channel` may see it: its people read the draft and the sources,
+        so those drawn from a policy they may not read stay off it."""
         conversation = escalation.conversation
         question = escalation.question_message
         if question is None and escalation.answer is not None:
             question = _question_before(conversation, escalation.answer.message_id)
         answer = escalation.answer
+        allowed = self._services.access.channel_audiences(card_channel)
         mentions = (
             self._settings.escalation_fallback_mention
             if reminder >= MAX_REMINDERS
@@ -250,7 +262,7 @@ class Handoff:
             thread_link=self._permalink(conversation.channel_id, conversation.thread_ts),
             channel_id=conversation.channel_id,
             mention=mention_syntax(mentions),
-            draft=answer.message.text if answer else None,
+            draft=_draft_for(answer, allowed),
             sources=tuple(
                 SourceRef(
                     title=citation.title or citation.doc_id,
@@ -260,7 +272,7 @@ class Handoff:
                     url=citation.url,
                 )
                 for citation in (answer.citations if answer else [])
-                if citation.effective_from is not None
+                if citation.effective_from is not None and citation.audience in allowed
             ),
             status=escalation.status.value,
             assignee=escalation.assignee,
@@ -277,6 +289,16 @@ class Handoff:
             )
         except SlackApiError:
             return None
+
+
+def _draft_for(answer: Answer | None, allowed: frozenset[str]) -> str | None:
+    """The bot's draft, unless it drew on a policy the card's channel may not read."""
+    if answer is None:
+        return None
+    drew_on = answer.source_audiences
+    if drew_on is None or not set(drew_on) <= allowed:
+        return DRAFT_HIDDEN
+    return answer.message.text
 
 
 def _question_before(conversation: Conversation, message_id: int) -> Message | None:

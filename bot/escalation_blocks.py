@@ -59,6 +59,10 @@ RESOLUTION_MAX_LENGTH = 3_000
 
 _RESOLUTION_ACTION = "answer"
 _LABEL_LIMIT = 100
+# Slack ids are about 11 characters and permalinks about 80: anything much longer is no id
+# or link, and is cut (an id) or left out (a link) so the card stays within Slack's limits.
+_ID_LIMIT = 64
+_LINK_LIMIT = 1_000
 # A draft is only worth showing with room for a few sentences.
 _MIN_DRAFT = 200
 _CUT_MARK = "\n…"  # on its own line: text right after a closing ``` confuses Slack
@@ -279,11 +283,16 @@ def _bounded_mention(mention: str) -> str:
 
 
 def _where(card: EscalationCard) -> str:
-    parts = [f"Asked by <@{escape(card.asker_id)}> in <#{escape(card.channel_id)}>"]
-    if card.thread_link:
+    channel = escape(shorten(card.channel_id, _ID_LIMIT))
+    parts = [f"Asked by {_user(card.asker_id)} in <#{channel}>"]
+    if card.thread_link and len(card.thread_link) <= _LINK_LIMIT:
         parts.append(link(card.thread_link, "Open the thread"))
     parts.append(f"Escalation {card.escalation_id}")
     return " · ".join(parts)
+
+
+def _user(user_id: str) -> str:
+    return f"<@{escape(shorten(user_id, _ID_LIMIT))}>"
 
 
 def _quoted(text: str) -> str:
@@ -309,7 +318,7 @@ def _draft_block(draft: str | None, others: list[dict[str, Any]]) -> list[dict[s
 
 
 def _state_blocks(card: EscalationCard) -> list[dict[str, Any]]:
-    by = f" by <@{escape(card.assignee)}>" if card.assignee else ""
+    by = f" by {_user(card.assignee)}" if card.assignee else ""
     if card.status == "resolved":
         text = f":white_check_mark: *Resolved{by}*"
         resolution = to_mrkdwn(card.resolution or "")

@@ -138,7 +138,7 @@ def admin_home_view(home: AdminHome) -> dict[str, Any]:
 
 def member_home_view(bot_user_id: str | None, ask_phrase: str | None = None) -> dict[str, Any]:
     """The Home tab of everyone else: what dispatchbot does and how to ask it."""
-    me = f"<@{escape(bot_user_id)}>" if bot_user_id else "@dispatchbot"
+    me = _user(bot_user_id) if bot_user_id else "@dispatchbot"
     person = (
         f', or write "{escape(shorten(" ".join(ask_phrase.split()), 60))}"'
         if ask_phrase and ask_phrase.strip()
@@ -293,7 +293,7 @@ def _standing_field(label: str, standing: AdapterStanding) -> str:
     name = "base model (no adapter)" if standing.name is None else f"`{_code(standing.name)}`"
     details = []
     if standing.status and standing.status not in ("promoted", "retired"):
-        details.append(standing.status)
+        details.append(_code(standing.status))
     if standing.canary_share:
         details.append(f"{standing.canary_share:.0%} of questions")
     if standing.promoted_at is not None:

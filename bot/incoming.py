@@ -61,7 +61,8 @@ def question_from_event(
     Not questions: edits, deletions and other subtypes, messages from bots (this one
     included), and messages with no text.
     """
-    if event.get("subtype") not in _QUESTION_SUBTYPES:
+    subtype = event.get("subtype")
+    if not isinstance(subtype, str | None) or subtype not in _QUESTION_SUBTYPES:
         return None
     user_id = event.get("user")
     if not isinstance(user_id, str) or event.get("bot_id") or user_id == bot_user_id:

@@ -4,6 +4,10 @@ The request id is the reference an error message in Slack quotes, so a user's sc
 leads straight to the log lines of their request. It lives in a context variable: the
 middleware sets it when a request arrives, and the answer executor copies the context into
 the worker thread that runs the listener (see bot/app.py).
+
+Personal data (emails, phone numbers, card numbers, SSNs) is redacted from every record,
+tracebacks included. The code logs metadata, not message text; this is the second line, for
+what slips through: a library's error that quotes a failed SQL statement's parameters.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
+
+from serving.redaction import redact
 
 LogFormat = Literal["text", "json"]
 
@@ -36,6 +42,27 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RedactingFilter(logging.Filter):
+    """Replaces personal data in a record's message and traceback before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a broken format string: the handler reports it, as logging does
+        redacted, replaced = redact(message)
+        if replaced:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse a traceback already rendered into exc_text.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)[0]
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)[0]
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: what log collectors (Loki, CloudWatch, Datadog) parse as is."""
 
@@ -49,17 +76,19 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def log_handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
-    """A stderr handler (or one on `stream`) in `log_format`, stamping request ids."""
+    """A stderr handler (or one on `stream`) in `log_format`, stamping request ids and
+    redacting personal data."""
     handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )

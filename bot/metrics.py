@@ -28,6 +28,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.spool import QuestionSpool
 from serving.assistant import AssistantAnswer
 from store.database import Database
 from store.models import Escalation, EscalationStatus
@@ -110,6 +111,13 @@ SLACK_RATE_LIMIT_RETRIES = Counter(
     "dispatchbot_slack_rate_limit_retries",
     "Slack Web API calls retried after HTTP 429 (waiting for Retry-After), by method.",
     ["method"],
+    registry=REGISTRY,
+)
+QUESTIONS_RATE_LIMITED = Counter(
+    "dispatchbot_questions_rate_limited",
+    "Questions recorded but not answered: the asker or the channel was over its per-minute "
+    "limit, by scope (user, channel).",
+    ["scope"],
     registry=REGISTRY,
 )
 
@@ -198,6 +206,26 @@ class CountedRateLimitRetryHandler(RateLimitErrorRetryHandler):
 
 def _api_method(request: HttpRequest) -> str:
     return request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or "unknown"
+
+
+class SpoolBacklog(Collector):
+    """Questions waiting in this replica's spool for the store to come back (bot/spool.py)."""
+
+    def __init__(self, spool: QuestionSpool) -> None:
+        self._spool = spool
+
+    def collect(self) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "dispatchbot_spooled_questions",
+            "Questions the store could not take, kept on disk until it can; above 0 for long "
+            "means the database is still refusing writes.",
+        )
+        try:
+            waiting.add_metric([], len(self._spool.pending()))
+        except OSError:
+            logger.warning("cannot read the spool %s", self._spool.path)
+            return
+        yield waiting
 
 
 class EscalationBacklog(Collector):

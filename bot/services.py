@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bot.access import AudiencePolicy
 from retrieval.client import open_qdrant
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
@@ -32,6 +33,11 @@ class Services:
     database: Database
     assistant: Assistant
     search: PolicySearch
+    # Built from the settings: one per process, so user group lookups are cached once.
+    access: AudiencePolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "access", AudiencePolicy.from_settings(self.settings))
 
 
 def assistant_settings(settings: Settings) -> AssistantSettings:
@@ -41,6 +47,7 @@ def assistant_settings(settings: Settings) -> AssistantSettings:
         context_tokens=settings.llm_context_tokens,
         reserved_for_answer=settings.llm_max_tokens,
         history_turns=settings.answer_history_turns,
+        redact_before_model=settings.redact_before_model,
     )
 
 

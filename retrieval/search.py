@@ -8,6 +8,7 @@ kept so the evaluation can compare them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import date
 from enum import StrEnum
@@ -88,9 +89,16 @@ class PolicySearch:
         k: int = 5,
         mode: SearchMode = SearchMode.HYBRID,
         as_of: date | None = None,
+        audiences: Collection[str] | None = None,
     ) -> list[SearchResult]:
-        """The `k` best chunks of the versions in force on `as_of` (default: today)."""
-        in_force = in_force_filter(as_of or local_today())
+        """The `k` best chunks of the versions in force on `as_of` (default: today).
+
+        `audiences` limits the results to documents written for one of them; None searches
+        every audience (the operator's command-line tools).
+        """
+        if audiences is not None and not audiences:
+            return []  # nothing may be seen
+        in_force = visible_filter(as_of or local_today(), audiences)
         log.debug("search mode=%s k=%d as_of=%s", mode, k, as_of)
         # The dense query vector is needed in every mode: it measures `relevance`.
         dense = self._embedder.encode_query(query)
@@ -144,6 +152,17 @@ class PolicySearch:
             with_payload=True,
             with_vectors=[DENSE_VECTOR],
         ).points
+
+
+def visible_filter(day: date, audiences: Collection[str] | None) -> models.Filter:
+    """Versions in force on `day`, of documents for one of `audiences` (None: any)."""
+    in_force = in_force_filter(day)
+    if audiences is None:
+        return in_force
+    # A condition on the payload index, applied inside each prefetch like the date range,
+    # so a restricted chunk is never a candidate, not merely dropped after fusion.
+    audience = models.FieldCondition(key="audience", match=models.MatchAny(any=sorted(audiences)))
+    return models.Filter(must=[*(in_force.must or []), audience], must_not=in_force.must_not)
 
 
 def _result(point: models.ScoredPoint, query: list[float]) -> SearchResult:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from retrieval.search import PolicySearch, SearchResult
+from serving.guard import PROMPT_WITHHELD, reveals_system_prompt, until_system_prompt
 from serving.llm_client import ModelClient
 from serving.prompts import HistoryTurn, build_prompt
+from serving.redaction import redact
 from serving.routing import TaskKind
 from store import repository
 from store.database import Database
@@ -55,6 +59,7 @@ class AssistantSettings:
     context_tokens: int = 2048
     reserved_for_answer: int = 512
     history_turns: int = 10
+    redact_before_model: bool = False  # personal data out of the question and history sent
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,11 @@ class AssistantAnswer:
     timings: StageTimings
 
 
+class QuestionNotRecorded(Exception):
+    """The store refused the question (down, read-only, full): nothing of the turn was kept,
+    and nothing was searched or generated."""
+
+
 class AssistantStream:
     """Iterate for text chunks as they stream; `result` is the recorded answer afterwards."""
 
@@ -113,6 +123,8 @@ class _Turn:
     question_message_id: int
     reply_ts: str | None
     history: list[HistoryTurn] = field(default_factory=list)
+    # What the history's answers drew on, which a new answer may repeat; None: unknown.
+    history_audiences: frozenset[str] | None = frozenset()
 
 
 class Assistant:
@@ -147,12 +159,16 @@ class Assistant:
         user_id: str,
         slack_ts: str | None = None,
         reply_ts: str | None = None,
+        audiences: Collection[str] | None = None,
     ) -> AssistantStream:
         """Start answering; nothing runs until the stream is iterated.
 
         `slack_ts` is the question's message, `reply_ts` the message the answer goes into.
+        `audiences` are the documents' audiences the readers may see: sources and earlier
+        answers of the thread outside them stay out of the prompt. None: no limit (the
+        operator's command line).
         """
-        return AssistantStream(self._run(question, thread, user_id, slack_ts, reply_ts))
+        return AssistantStream(self._run(question, thread, user_id, slack_ts, reply_ts, audiences))
 
     def _run(
         self,
@@ -161,11 +177,20 @@ class Assistant:
         user_id: str,
         slack_ts: str | None,
         reply_ts: str | None,
+        audiences: Collection[str] | None,
     ) -> Iterator[str | AssistantAnswer]:
-        turn = self._record_question(question, thread, user_id, slack_ts, reply_ts)
+        try:
+            turn = self._record_question(question, thread, user_id, slack_ts, reply_ts, audiences)
+        except SQLAlchemyError as error:
+            # The error's own text can quote the row, question included: the cause has it.
+            raise QuestionNotRecorded(
+                f"the store did not take the question ({type(error).__name__})"
+            ) from error
 
         started = time.perf_counter()
-        results = self._search.search(_retrieval_query(question, turn.history), k=self._settings.k)
+        results = self._search.search(
+            _retrieval_query(question, turn.history), k=self._settings.k, audiences=audiences
+        )
         retrieval_ms = _ms_since(started)
         confidence = results[0].relevance if results else None
 
@@ -181,15 +206,19 @@ class Assistant:
                 needs_human=True,
                 # Kept for audit: what was found, though too weak to show or to answer from.
                 citations=[_citation_record(result) for result in results],
+                source_audiences=(),  # the text is the fixed sentence: it carries no policy
             )
             yield self._store_answer(turn, not_covered, [], StageTimings(retrieval_ms, 0, 0, 0))
             return
 
         started = time.perf_counter()
+        asked, history = question, turn.history
+        if self._settings.redact_before_model:
+            asked, history = _redacted(question, turn.history)
         prompt = build_prompt(
-            question,
+            asked,
             results,
-            turn.history,
+            history,
             context_tokens=self._settings.context_tokens,
             reserved_for_answer=self._settings.reserved_for_answer,
         )
@@ -199,7 +228,7 @@ class Assistant:
         stream = self._model.stream(
             prompt.messages, channel=thread.channel_id, task_kind=_task_kind(results)
         )
-        yield from stream
+        yield from until_system_prompt(stream)
         generation = stream.result
         model_ms = _ms_since(started)
 
@@ -208,6 +237,14 @@ class Assistant:
             # Cut at LLM_MAX_TOKENS: the final message ends at a whole sentence, not mid-word.
             written = whole_sentences(written)
         text, cited = keep_cited_sources(written, prompt.sources)
+        if reveals_system_prompt(generation.text):
+            # The rules say never to reveal them; this holds even when the model does not.
+            logger.warning(
+                "withheld an answer that repeated the system prompt conversation=%d",
+                turn.conversation_id,
+            )
+            text, cited = PROMPT_WITHHELD, []
+            yield f"\n\n{text}"
         # A model that stops at once leaves the user with nothing: say so, and get a person.
         needs_human = not text
         if needs_human:
@@ -226,6 +263,7 @@ class Assistant:
             confidence=_clamp(confidence),
             needs_human=needs_human,
             citations=[_citation_record(result) for result in cited],
+            source_audiences=_drew_on(results, turn.history_audiences),
         )
         yield self._store_answer(
             turn, generated, cited, StageTimings(retrieval_ms, prompt_ms, model_ms, 0)
@@ -238,6 +276,7 @@ class Assistant:
         user_id: str,
         slack_ts: str | None,
         reply_ts: str | None,
+        audiences: Collection[str] | None,
     ) -> _Turn:
         with self._database.transaction() as session:
             conversation = repository.find_or_open_conversation(
@@ -247,11 +286,13 @@ class Assistant:
                 thread_ts=thread.thread_ts,
                 user_id=user_id,
             )
-            history = _history(conversation, self._settings.history_turns)
+            history, history_audiences = _history(
+                conversation, self._settings.history_turns, audiences
+            )
             asked = repository.record_user_message(
                 session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
             )
-            return _Turn(conversation.id, asked.id, reply_ts, history)
+            return _Turn(conversation.id, asked.id, reply_ts, history, history_audiences)
 
     def _store_answer(
         self,
@@ -301,16 +342,58 @@ class Assistant:
         )
 
 
+def _redacted(question: str, history: Sequence[HistoryTurn]) -> tuple[str, list[HistoryTurn]]:
+    """The question and history with personal data replaced, for REDACT_BEFORE_MODEL."""
+    return redact(question)[0], [replace(turn, text=redact(turn.text)[0]) for turn in history]
+
+
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
     """A follow-up ("and a 41k one?") is searched together with the question before it."""
     earlier = next((turn.text for turn in reversed(history) if turn.role == "user"), None)
     return f"{earlier}\n{question}" if earlier else question
 
 
-def _history(conversation: Conversation, limit: int) -> list[HistoryTurn]:
-    """The thread so far from the store (Slack's history API is rate-limited for new apps)."""
+def _history(
+    conversation: Conversation, limit: int, audiences: Collection[str] | None
+) -> tuple[list[HistoryTurn], frozenset[str] | None]:
+    """The thread so far from the store (Slack's history API is rate-limited for new apps),
+    and the audiences its answers drew on (None: unknown).
+
+    An earlier answer that drew on a document the readers may not see now (the channel's
+    audiences changed, or it was stored before audiences were recorded) is left out: its
+    text may carry that document. People's turns stay.
+    """
     messages: list[Message] = conversation.messages[-limit:] if limit else []
-    return [HistoryTurn(role=message.role.value, text=message.text) for message in messages]
+    allowed = None if audiences is None else frozenset(audiences)
+    turns: list[HistoryTurn] = []
+    drew_on: frozenset[str] | None = frozenset()
+    for message in messages:
+        carried = _carried_audiences(message)
+        if allowed is not None and (carried is None or not carried <= allowed):
+            continue
+        turns.append(HistoryTurn(role=message.role.value, text=message.text))
+        drew_on = None if drew_on is None or carried is None else drew_on | carried
+    return turns, drew_on
+
+
+def _carried_audiences(message: Message) -> frozenset[str] | None:
+    """The audiences a message's text may carry: none for a person's words, the documents
+    its prompt drew on for an answer (None when that was not recorded)."""
+    if message.answer is None:
+        return frozenset()
+    recorded = message.answer.source_audiences
+    return None if recorded is None else frozenset(recorded)
+
+
+def _drew_on(
+    sources: Sequence[SearchResult], history_audiences: frozenset[str] | None
+) -> frozenset[str] | None:
+    """Everything an answer may repeat: the sources retrieved for its prompt, cited or not
+    (all of them: trimming may drop some, counting them errs on the safe side), and what the
+    history drew on."""
+    if history_audiences is None:
+        return None
+    return history_audiences | {source.audience for source in sources}
 
 
 def whole_sentences(text: str) -> str:
@@ -363,6 +446,7 @@ def _citation_record(result: SearchResult) -> CitationRecord:
         section=result.section,
         effective_from=result.effective_from,
         url=result.url,
+        audience=result.audience,
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from retrieval.search import PolicySearch
 from serving.assistant import NO_GENERATION, NOTHING_WRITTEN
+from serving.guard import PROMPT_WITHHELD
 from serving.prompts import PromptSource, build_prompt
 from serving.redaction import redact
 from store.database import Database
@@ -70,7 +71,7 @@ class Skip(StrEnum):
     """Why something in the store (or the seed) is not a row."""
 
     NOT_GENERATED = "not generated"  # the "not covered" reply: no model saw a prompt
-    CANNED_REPLY = "canned reply"  # the model wrote nothing; the user saw a fixed text
+    CANNED_REPLY = "canned reply"  # the user saw a fixed text, not what the model wrote
     EMPTY_ANSWER = "empty answer"
     UNREADABLE_PROMPT = "unreadable prompt"  # answers.prompt is not a JSON list of messages
     ESCALATED_THREAD = "escalated thread"  # answered after the thread went to people
@@ -425,7 +426,7 @@ def _skip_reason(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]
         return Skip.NOT_GENERATED
     if not answer.text.strip():
         return Skip.EMPTY_ANSWER
-    if answer.text == NOTHING_WRITTEN:
+    if answer.text in (NOTHING_WRITTEN, PROMPT_WITHHELD):
         return Skip.CANNED_REPLY
     if not answer.prompt:
         return Skip.UNREADABLE_PROMPT

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from serving.vllm_admin import AdapterError, list_served_models, load_adapter
 from store.database import Database
 from store.models import ModelVersion, ModelVersionStatus
-from store.repository import find_model_version
+from store.repository import canary_version, find_model_version, promoted_version
 from store.types import utcnow
 
 
@@ -37,19 +37,8 @@ class ActiveVersions:
 
 
 def active_versions(session: Session) -> ActiveVersions:
-    promoted = session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.status == ModelVersionStatus.PROMOTED)
-        .order_by(ModelVersion.promoted_at.desc())
-    ).first()
-    canary = session.scalars(
-        select(ModelVersion)
-        .where(
-            ModelVersion.status == ModelVersionStatus.CANDIDATE,
-            ModelVersion.canary_share > 0,
-        )
-        .order_by(ModelVersion.created_at.desc())
-    ).first()
+    promoted = promoted_version(session)
+    canary = canary_version(session)
     return ActiveVersions(
         promoted=promoted.name if promoted else None,
         canary=canary.name if canary else None,

@@ -33,13 +33,17 @@ class Database:
 
 
 def _create_engine(url: URL) -> Engine:
+    # An error's message and log line would otherwise quote the row it could not write,
+    # and rows hold what people typed.
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # Bolt runs listeners on worker threads, so the connection may cross threads.
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
     event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
 

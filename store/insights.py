@@ -23,6 +23,7 @@ from store.models import (
     ModelVersion,
     ModelVersionStatus,
 )
+from store.repository import canary_version, promoted_version
 
 FEEDBACK_DAYS = 7
 
@@ -121,19 +122,8 @@ def store_insights(
 
 def adapter_comparison(session: Session) -> AdapterComparison:
     """The answering version against the one before it, as serving/promotion.py defines them."""
-    promoted = session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.status == ModelVersionStatus.PROMOTED)
-        .order_by(ModelVersion.promoted_at.desc())
-    ).first()
-    canary = session.scalars(
-        select(ModelVersion)
-        .where(
-            ModelVersion.status == ModelVersionStatus.CANDIDATE,
-            ModelVersion.canary_share > 0,
-        )
-        .order_by(ModelVersion.created_at.desc())
-    ).first()
+    promoted = promoted_version(session)
+    canary = canary_version(session)
     if promoted is None:
         last_promoted = session.scalars(
             select(ModelVersion)

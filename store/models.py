@@ -122,7 +122,11 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_created", "conversation_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        # The rate limits count the last minute's questions (bot/rate_limits.py).
+        Index("ix_messages_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -184,6 +188,10 @@ class Answer(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     confidence: Mapped[float | None] = mapped_column(Float)
     needs_human: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The audiences of every document the prompt drew on (its sources, and the sources of
+    # the earlier answers in it), cited or not: the text may carry any of them, so it is
+    # shown again only where all of them may be read. NULL (unknown) counts as restricted.
+    source_audiences: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     message: Mapped[Message] = relationship(back_populates="answer")
@@ -214,6 +222,10 @@ class Citation(Base):
     # What a card or an audit shows of the source without going back to Qdrant.
     effective_from: Mapped[date | None] = mapped_column(Date)
     url: Mapped[str | None] = mapped_column(String(1024))
+    # Who the document was written for, as it was when cited: decides where the answer may
+    # be shown again (thread history, escalation cards). NULL (cited before it was kept)
+    # counts as restricted.
+    audience: Mapped[str | None] = mapped_column(String(256))
 
     answer: Mapped[Answer] = relationship(back_populates="citations")
 

@@ -46,6 +46,7 @@ class CitationRecord:
     section: str | None = None
     effective_from: date | None = None
     url: str | None = None
+    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class AnswerRecord:
     needs_human: bool = False
     slack_ts: str | None = None
     citations: Sequence[CitationRecord] = field(default_factory=tuple)
+    # Audiences of the documents the prompt drew on; None: unknown, treated as restricted.
+    source_audiences: Sequence[str] | None = None
 
 
 def claim_event(session: Session, event_id: str) -> bool:
@@ -333,6 +336,9 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
         completion_tokens=record.completion_tokens,
         confidence=record.confidence,
         needs_human=record.needs_human,
+        source_audiences=(
+            None if record.source_audiences is None else sorted(set(record.source_audiences))
+        ),
         citations=[
             Citation(
                 doc_id=citation.doc_id,
@@ -342,6 +348,7 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
                 section=citation.section,
                 effective_from=citation.effective_from,
                 url=citation.url,
+                audience=citation.audience,
                 score=citation.score,
                 rank=rank,
             )
@@ -444,3 +451,24 @@ def register_model_version(
 
 def find_model_version(session: Session, name: str) -> ModelVersion | None:
     return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
+
+
+def promoted_version(session: Session) -> ModelVersion | None:
+    """The version that answers unrouted questions now; None while the base model does."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.status == ModelVersionStatus.PROMOTED)
+        .order_by(ModelVersion.promoted_at.desc())
+    ).first()
+
+
+def canary_version(session: Session) -> ModelVersion | None:
+    """The candidate answering a share of questions beside the promoted version, if any."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(
+            ModelVersion.status == ModelVersionStatus.CANDIDATE,
+            ModelVersion.canary_share > 0,
+        )
+        .order_by(ModelVersion.created_at.desc())
+    ).first()

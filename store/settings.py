@@ -7,6 +7,7 @@ configuration table and this class are the same list.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -191,6 +192,13 @@ class Settings(BaseSettings):
     answer_history_turns: int = Field(
         default=10, ge=0, description="Earlier messages of the thread given to the model."
     )
+    redact_before_model: bool = Field(
+        default=False,
+        description=(
+            "Replace emails, phone numbers, card numbers and SSNs in the question and the "
+            "thread history before the model sees them; the store keeps what was written."
+        ),
+    )
     adapter_routes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description=(
@@ -295,6 +303,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Questions answered at once; more wait in order (the model batches them).",
     )
+    rate_limit_user_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description=(
+            "Questions one person may ask the model per minute, over all replicas; more get "
+            "a private note to wait. 0: no limit."
+        ),
+    )
+    rate_limit_channel_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="Questions the model answers per minute in one channel; 0: no limit.",
+    )
 
     escalation_channel: str | None = Field(
         default=None, description="Channel id where escalation cards are posted."
@@ -339,6 +360,34 @@ class Settings(BaseSettings):
         description="Said first in the thread of a sensitive question (from the safety policy).",
     )
 
+    audience_default: Annotated[list[str], NoDecode] = Field(
+        # The field teams the bot is for; management, hr and any other audience must be
+        # granted to a channel, group or user before anyone sees it.
+        default_factory=lambda: ["dispatch", "service"],
+        description=(
+            "Document audiences every channel and direct message may see besides `all` "
+            "(comma-separated)."
+        ),
+    )
+    audience_channels: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Channel id (C…, G…) → the audiences answers there may cite: "
+            '`C0HR=hr,C0MGMT=management+dispatch` or JSON {"C0HR": ["hr"]}.'
+        ),
+    )
+    audience_user_groups: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Slack user group id (S…) → the audiences its members may see in direct "
+            "messages (same format); needs the usergroups:read scope."
+        ),
+    )
+    audience_users: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict,
+        description="User id (U…) → the audiences they may see in direct messages (same format).",
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Paths hang off the data dir unless set on their own, so one variable moves them all.
@@ -362,6 +411,7 @@ class Settings(BaseSettings):
         "escalation_fallback_mention",
         "escalation_phrases",
         "escalation_sensitive_terms",
+        "audience_default",
         mode="before",
     )
     @classmethod
@@ -397,6 +447,21 @@ class Settings(BaseSettings):
             return routes
         return value
 
+    @field_validator("audience_channels", mode="before")
+    @classmethod
+    def _parse_channel_audiences(cls, value: Any) -> Any:
+        return _audience_map(value, _CHANNEL_ID, "a channel id (C… or G…)")
+
+    @field_validator("audience_user_groups", mode="before")
+    @classmethod
+    def _parse_group_audiences(cls, value: Any) -> Any:
+        return _audience_map(value, _USER_GROUP_ID, "a user group id (S…)")
+
+    @field_validator("audience_users", mode="before")
+    @classmethod
+    def _parse_user_audiences(cls, value: Any) -> Any:
+        return _audience_map(value, _USER_ID, "a user id (U… or W…)")
+
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
@@ -414,3 +479,41 @@ class Settings(BaseSettings):
                 value = str(value)
             shown[name.upper() if name != "data_dir" else "DISPATCHBOT_DATA_DIR"] = value
         return shown
+
+
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]+$")
+_USER_GROUP_ID = re.compile(r"^S[A-Z0-9]+$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+def _audience_map(value: Any, key_pattern: re.Pattern[str], key_kind: str) -> Any:
+    """`ID=aud+aud,ID=aud` or JSON {"ID": ["aud", ...]} as {id: [audiences]}.
+
+    Keys must be Slack ids: a channel or group *name* would never match a question, and the
+    mistake would only show as answers that leave out policy.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = json.loads(text)
+        else:
+            pairs: dict[str, Any] = {}
+            for pair in filter(None, (part.strip() for part in text.split(","))):
+                key, sep, audiences = pair.partition("=")
+                if not sep:
+                    raise ValueError(f"expected ID=AUDIENCE+AUDIENCE, got {pair!r}")
+                pairs[key.strip()] = audiences
+            value = pairs
+    if not isinstance(value, dict):
+        return value
+    parsed: dict[str, list[str]] = {}
+    for key, audiences in value.items():
+        if not key_pattern.match(str(key)):
+            raise ValueError(f"{key!r} is not {key_kind}; use the id, not the name")
+        names = audiences.split("+") if isinstance(audiences, str) else audiences
+        if not isinstance(names, list):
+            raise ValueError(f"the audiences of {key} must be a list or aud+aud")
+        parsed[str(key)] = [str(name).strip() for name in names if str(name).strip()]
+        if not parsed[str(key)]:
+            raise ValueError(f"{key} has no audiences")
+    return parsed

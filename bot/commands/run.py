@@ -26,9 +26,11 @@ from bot.http_server import (
     stop_serving,
     wait_for_termination,
 )
-from bot.metrics import EscalationBacklog
+from bot.metrics import EscalationBacklog, SpoolBacklog
 from bot.readiness import Readiness
 from bot.reminders import ReminderScheduler
+from bot.spool import QuestionSpool
+from bot.spool_worker import SpoolWorker
 
 console = Console(soft_wrap=True)
 
@@ -75,12 +77,15 @@ def run(
             app = create_app(services, mode, executor)
         except SlackSetupError as error:
             fail(str(error), EXIT_UNAVAILABLE)
-        operations = Operations(Readiness.of(services), [EscalationBacklog(services.database)])
+        backlogs = [EscalationBacklog(services.database), SpoolBacklog(QuestionSpool.of(settings))]
+        operations = Operations(Readiness.of(services), backlogs)
         # Socket Mode takes events over its websocket: this server must not accept any.
         server = _listen(
             app if mode is Mode.HTTP else None, operations, host, port or settings.bot_http_port
         )
         reminders = ReminderScheduler(app.client, services).start()
+        # Questions kept on disk while the store was down are answered once it is back.
+        spooled = SpoolWorker(app.client, services).start()
         try:
             serve_in_background(server)
             if mode is Mode.HTTP:
@@ -92,6 +97,7 @@ def run(
             console.print("Stopping: finishing the answers already under way.")
             stop_serving(server)
             reminders.stop()
+            spooled.stop()
             executor.shutdown(wait=True)
 
 

@@ -19,9 +19,9 @@ logger = logging.getLogger(__name__)
 
 def register(app: App, services: Services, ack: Callable[..., None]) -> None:
     def publish_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-        if event.get("tab") != "home":
-            return  # the Messages tab: nothing to publish
-        user_id = str(event["user"])
+        user_id = event.get("user")
+        if event.get("tab") != "home" or not isinstance(user_id, str):
+            return  # the Messages tab (or no one opened it): nothing to publish
         reference = str(context.get(REQUEST_ID) or new_request_id())
         view = home_view(services, user_id, bot_user_id=context.bot_user_id, reference=reference)
         try:

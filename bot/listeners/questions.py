@@ -11,18 +11,21 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
-from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message
+from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message, section_block
 from bot.channels import ChannelPolicy
 from bot.dedupe import first_delivery
 from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
 from bot.incoming import Question, question_from_event
 from bot.middleware import REQUEST_ID, new_request_id
+from bot.rate_limits import LimitReached, RateLimits, limit_reached
 from bot.replies import NativeStreamReply, PlaceholderReply, Reply
 from bot.services import Services
+from bot.spool import QuestionSpool, SpooledQuestion
 from retrieval.search import SearchResult
-from serving.assistant import AssistantAnswer
+from serving.assistant import AssistantAnswer, QuestionNotRecorded
 from serving.escalation_rules import EscalationRules
 from store import repository
 from store.models import (
@@ -40,49 +43,169 @@ NOT_ANSWERED_HERE = (
     "I don't answer questions in this channel. Send me a direct message, or ask in one of "
     "the channels I'm set up for."
 )
+KEPT_FOR_LATER = (
+    "I can't reach my records right now; I've kept your question and will answer here "
+    "when they're back."
+)
+NOT_KEPT = (
+    "Sorry, I can't reach my records right now, and I couldn't keep your question either. "
+    "Please ask again in a few minutes, or ask a dispatcher."
+)
+
+# Puts the question being handled into the spool (bot/spool.py); raises OSError if it can't.
+Keep = Callable[[], None]
+# Context key of a question taken up from the spool: it was promised an answer, and the
+# spool worker takes questions one at a time, so the rate limits do not apply to it.
+FROM_SPOOL = "from_spool"
 
 
 def register(
     app: App, services: Services, channels: ChannelPolicy, ack: Callable[..., None]
 ) -> None:
-    rules = EscalationRules(
-        services.settings.escalation_phrases, services.settings.escalation_sensitive_terms
-    )
+    rules = _escalation_rules(services)
+    spool = QuestionSpool.of(services.settings)
 
     def answer_mention(
         event: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
     ) -> None:
-        if not first_delivery(services.database, request):
-            return
-        question = _question(event, context)
-        if question is None or _thread_of(services, question).escalation is not None:
-            return  # in a thread people own, the message event logs the mention
-        if not channels.answers_in(question):
-            client.chat_postEphemeral(
-                channel=question.channel_id,
-                user=question.user_id,
-                thread_ts=question.thread_ts if question.in_thread else None,
-                text=NOT_ANSWERED_HERE,
-            )
-            return
-        answer_question(question, client, services, rules, context)
+        if first_delivery(services.database, request):
+            keep = _keeper(spool, event, context, request)
+            take_mention(event, context, client, services, channels, rules, keep)
 
     def answer_message(
         event: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
     ) -> None:
-        if not first_delivery(services.database, request):
-            return
-        question = _question(event, context)
-        if question is None:
-            return
-        thread = _thread_of(services, question)
-        if thread.escalation is not None:
-            _log_turn_in_escalated_thread(services, question, thread.escalation)
-        elif _is_for_the_bot(question, channels, thread):
-            answer_question(question, client, services, rules, context)
+        if first_delivery(services.database, request):
+            keep = _keeper(spool, event, context, request)
+            take_message(event, context, client, services, channels, rules, keep)
 
     app.event("app_mention")(ack=ack, lazy=[answer_mention])
     app.event("message")(ack=ack, lazy=[answer_message])
+
+
+def take_mention(
+    event: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    services: Services,
+    channels: ChannelPolicy,
+    rules: EscalationRules,
+    keep: Keep,
+) -> None:
+    question = _question(event, context)
+    if question is None:
+        return
+    try:
+        thread = _thread_of(services, question)
+    except SQLAlchemyError:
+        # Answering meets the same outage and keeps the question; whose thread it is gets
+        # decided again when the spooled question is taken up.
+        logger.warning("cannot look up the thread of a mention; the store is unavailable")
+        thread = _Thread(known=True, escalation=None)
+    if thread.escalation is not None:
+        return  # in a thread people own, the message event logs the mention
+    if not channels.answers_in(question):
+        client.chat_postEphemeral(
+            channel=question.channel_id,
+            user=question.user_id,
+            thread_ts=question.thread_ts if question.in_thread else None,
+            text=NOT_ANSWERED_HERE,
+        )
+        return
+    answer_question(question, client, services, rules, context, keep)
+
+
+def take_message(
+    event: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    services: Services,
+    channels: ChannelPolicy,
+    rules: EscalationRules,
+    keep: Keep,
+) -> None:
+    question = _question(event, context)
+    if question is None:
+        return
+    try:
+        thread = _thread_of(services, question)
+    except SQLAlchemyError:
+        # Without the store nobody can tell whether the bot or people own the thread. A
+        # direct message is the bot's (answering keeps it, and says so); a reply in a
+        # channel's thread is more often said to people, so it waits in the spool unannounced
+        # and is decided once the store is back.
+        thread = _Thread(known=True, escalation=None)
+        if not question.is_direct_message:
+            if _is_for_the_bot(question, channels, thread):
+                _keep_unannounced(question, keep)
+            return
+    if thread.escalation is not None:
+        _log_turn_in_escalated_thread(services, question, thread.escalation)
+    elif _is_for_the_bot(question, channels, thread):
+        answer_question(question, client, services, rules, context, keep)
+
+
+def replay_spooled(spooled: SpooledQuestion, client: WebClient, services: Services) -> bool:
+    """Take a spooled question again, as the listener that kept it would have.
+
+    False when the store refused it again: it stays in the spool.
+    """
+    refused = False
+
+    def still_refused() -> None:
+        nonlocal refused
+        refused = True
+
+    context = BoltContext(
+        {
+            REQUEST_ID: spooled.request_id,
+            FROM_SPOOL: True,
+            "team_id": spooled.team_id,
+            "bot_user_id": spooled.bot_user_id,
+        }
+    )
+    take = take_mention if spooled.listener == "app_mention" else take_message
+    channels = ChannelPolicy.from_settings(services.settings)
+    take(
+        spooled.event,
+        context,
+        client,
+        services,
+        channels,
+        _escalation_rules(services),
+        still_refused,
+    )
+    return not refused
+
+
+def _keep_unannounced(question: Question, keep: Keep) -> None:
+    logger.warning("cannot look up the thread of a reply; keeping it for later")
+    try:
+        keep()
+    except OSError:
+        logger.exception("could not keep a reply in channel=%s", question.channel_id)
+
+
+def _escalation_rules(services: Services) -> EscalationRules:
+    settings = services.settings
+    return EscalationRules(settings.escalation_phrases, settings.escalation_sensitive_terms)
+
+
+def _keeper(
+    spool: QuestionSpool, event: dict[str, Any], context: BoltContext, request: BoltRequest
+) -> Keep:
+    def keep() -> None:
+        event_id = request.body.get("event_id")
+        spooled = SpooledQuestion.from_event(
+            event,
+            event_id=event_id if isinstance(event_id, str) else None,
+            team_id=context.team_id or "",
+            bot_user_id=context.bot_user_id,
+            request_id=str(context.get(REQUEST_ID) or ""),
+        )
+        spool.keep(spooled)
+
+    return keep
 
 
 def _question(event: dict[str, Any], context: BoltContext) -> Question | None:
@@ -154,7 +277,17 @@ def _log_turn_in_escalated_thread(
 
 
 def _record_question(services: Services, question: Question) -> tuple[int, int]:
-    """Store a question the bot will not answer itself: (conversation id, message id)."""
+    """Store a question the bot will not answer itself: (conversation id, message id).
+
+    Raises QuestionNotRecorded when the store refuses it.
+    """
+    try:
+        return _record_user_turn(services, question)
+    except SQLAlchemyError as error:
+        raise QuestionNotRecorded(type(error).__name__) from error
+
+
+def _record_user_turn(services: Services, question: Question) -> tuple[int, int]:
     with services.database.transaction() as session:
         conversation = repository.find_or_open_conversation(
             session,
@@ -179,6 +312,7 @@ def answer_question(
     services: Services,
     rules: EscalationRules,
     context: BoltContext,
+    keep: Keep,
 ) -> None:
     """Answer, or hand the question to people, or both.
 
@@ -186,6 +320,11 @@ def answer_question(
     - A sensitive topic: the safety note and "a person is coming" first, then the answer as
       a draft, then a high-priority card with it.
     - Weak evidence: the answer says the policy does not cover it, and a card goes out.
+    - Over a rate limit (bot/rate_limits.py): recorded, not answered, and a private note
+      says to wait. Asking for a person, sensitive questions and questions taken up from
+      the spool are never limited.
+    - The store refuses the question: `keep` puts it in the spool, and the asker is told it
+      will be answered when the store is back.
     """
     request_id = str(context.get(REQUEST_ID) or new_request_id())
     handoff = Handoff(client, services)
@@ -211,11 +350,19 @@ def answer_question(
             handoff.tell_thread_help_is_coming(
                 question.channel_id, question.thread_ts, question.user_id, EscalationPriority.HIGH
             )
+    except QuestionNotRecorded:
+        _keep_for_later(question, request_id, _poster(client, question), keep)
+        return
     except Exception:
         _report_failure(question, request_id, _poster(client, question))
         return
 
-    answer = stream_answer(question, client, services, request_id)
+    exempt = sensitive or bool(context.get(FROM_SPOOL))
+    limited = None if exempt else _limit_reached(services, question)
+    if limited is not None:
+        _decline_over_limit(question, client, services, limited, request_id, keep)
+        return
+    answer = stream_answer(question, client, services, request_id, keep)
     if answer is None or not (sensitive or answer.needs_human):
         return
     try:
@@ -230,6 +377,81 @@ def answer_question(
         )
     except Exception:
         logger.exception("could not escalate answer=%d request=%s", answer.answer_id, request_id)
+
+
+def _limit_reached(services: Services, question: Question) -> LimitReached | None:
+    limits = RateLimits.from_settings(services.settings)
+    if not (limits.user_per_minute or limits.channel_per_minute):
+        return None
+    try:
+        return limit_reached(services.database, limits, question)
+    except SQLAlchemyError:
+        # Nothing to count with: answering meets the same outage and keeps the question.
+        logger.warning("cannot count recent questions; the store is unavailable")
+        return None
+
+
+def _decline_over_limit(
+    question: Question,
+    client: WebClient,
+    services: Services,
+    limited: LimitReached,
+    request_id: str,
+    keep: Keep,
+) -> None:
+    """Record the question (it is not lost, and it counts), then say privately to wait."""
+    metrics.QUESTIONS_RATE_LIMITED.labels(limited.scope).inc()
+    logger.info(
+        "over the %s limit: %d questions in a minute channel=%s user=%s request=%s",
+        limited.scope,
+        limited.asked,
+        question.channel_id,
+        question.user_id,
+        request_id,
+    )
+    try:
+        _record_question(services, question)
+        client.chat_postEphemeral(
+            channel=question.channel_id,
+            user=question.user_id,
+            thread_ts=question.thread_ts if question.in_thread else None,
+            text=limited.note,
+        )
+    except QuestionNotRecorded:
+        _keep_for_later(question, request_id, _poster(client, question), keep)
+    except Exception:
+        _report_failure(question, request_id, _poster(client, question))
+
+
+def _keep_for_later(
+    question: Question, request_id: str, show: Callable[[SlackMessage], object], keep: Keep
+) -> None:
+    """The store refused the question: keep it in the spool first, then tell the asker."""
+    logger.error(
+        "the store refused the question in channel=%s thread=%s request=%s; keeping it",
+        question.channel_id,
+        question.thread_ts,
+        request_id,
+        exc_info=True,
+    )
+    try:
+        keep()
+    except OSError:
+        logger.exception("could not keep the question of request=%s either", request_id)
+        _show(show, _notice(f":warning: {NOT_KEPT} (reference `{request_id}`)"), request_id)
+        return
+    _show(show, _notice(f":hourglass: {KEPT_FOR_LATER} (reference `{request_id}`)"), request_id)
+
+
+def _notice(mrkdwn: str) -> SlackMessage:
+    return SlackMessage(text=mrkdwn, blocks=[section_block(mrkdwn)])
+
+
+def _show(show: Callable[[SlackMessage], object], message: SlackMessage, request_id: str) -> None:
+    try:
+        show(message)
+    except SlackApiError:
+        logger.exception("could not tell the asker about request=%s", request_id)
 
 
 def _report_failure(
@@ -249,18 +471,20 @@ def _report_failure(
 
 
 def stream_answer(
-    question: Question, client: WebClient, services: Services, request_id: str
+    question: Question, client: WebClient, services: Services, request_id: str, keep: Keep
 ) -> AssistantAnswer | None:
     """Show a sign at once, stream the answer into the thread, finish with sources and buttons.
 
     Any failure ends in a short apology in the thread with the request id, which the log
     line of the failure carries too; the question was stored before anything could fail.
+    A question the store refused goes to the spool instead (`keep`), and the sign says so.
     Returns the recorded answer, or None when it failed.
     """
     started = time.perf_counter()
     reply = _reply_for(question, client, services)
     reply.start()
     shown = ""
+    answer: AssistantAnswer | None = None
     try:
         stream = services.assistant.stream_answer(
             question.text,
@@ -268,6 +492,8 @@ def stream_answer(
             user_id=question.user_id,
             slack_ts=question.ts,
             reply_ts=reply.ts,
+            # Who will read the answer decides which policies it may draw on.
+            audiences=services.access.audiences_for(question, client),
         )
         for chunk in stream:
             if not shown:
@@ -277,8 +503,16 @@ def stream_answer(
         answer = stream.result
         sources = [source_ref(result) for result in answer.citations]
         reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id))
+    except QuestionNotRecorded:
+        _keep_for_later(question, request_id, reply.fail, keep)
+        return None
     except Exception:
         metrics.ANSWERS.labels("failed").inc()
+        if answer is not None:
+            # Slack failed, not the answer: the log points at the row an operator can read.
+            logger.error(
+                "answer=%d is recorded but was not shown request=%s", answer.answer_id, request_id
+            )
         _report_failure(question, request_id, reply.fail, shown)
         return None
     metrics.ANSWER_SECONDS.labels("final").observe(time.perf_counter() - started)

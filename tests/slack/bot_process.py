@@ -19,9 +19,16 @@ POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
 
 def operator_environment(data_dir: Path) -> dict[str, str]:
-    """This process's environment without Slack or database settings, data in `data_dir`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    """This process's environment without Slack, database or audience settings, data in
+    `data_dir`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "DATABASE_", "AUDIENCE_"))
+    }
     env["DISPATCHBOT_DATA_DIR"] = str(data_dir)
+    # Every channel may read the sample policies for dispatchers and service agents.
+    env["AUDIENCE_DEFAULT"] = "dispatch,service"
     # The shared models folder already holds the embedding model's ONNX export.
     env["MODELS_DIR"] = str(MODELS_DIR)
     return env

@@ -14,14 +14,16 @@ import pytest
 from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
-from vllm_support import BASE_MODEL, RunningServer, make_client
+from vllm_support import BASE_MODEL, make_client
 
 from bot.app import Mode, answer_executor, create_app
 from bot.http_server import EVENTS_PATH, Operations, SlackHTTPServer
-from bot.metrics import EscalationBacklog
+from bot.metrics import EscalationBacklog, SpoolBacklog
 from bot.readiness import Readiness
 from bot.reminders import ReminderScheduler
 from bot.services import Services
+from bot.spool import QuestionSpool
+from bot.spool_worker import SpoolWorker
 from retrieval.chunking import ChunkingOptions
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
@@ -83,38 +85,51 @@ StartBot = Callable[..., RunningBot]
 def make_parts(
     mock_slack: MockSlack,
     policy_search: PolicySearch,
-    vllm_server: RunningServer,
     sqlite_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[MakeParts]:
     """What the bot runs on: settings pointing at the mock Slack, a migrated store, the
-    assistant on the test vLLM. Keyword arguments override settings; `endpoints` and
-    `database_url` pick the model endpoints and the store."""
+    assistant on the test vLLM. Keyword arguments override settings; `endpoints` (then no
+    vLLM is started), `read_timeout_s`, `database_url` and `search` pick the model endpoints
+    and how long to wait for them, the store and the policy search."""
     made: list[BotParts] = []
 
     def make(
         *,
         endpoints: list[str] | None = None,
+        read_timeout_s: float = 60,
         database_url: str | None = None,
+        search: PolicySearch | None = None,
         max_tokens: int = 48,
         **overrides: Any,
     ) -> BotParts:
+        # The test vLLM starts (once per session) only for a bot that uses it.
+        if endpoints is None:
+            endpoints = [request.getfixturevalue("vllm_server").base_url]
         values: dict[str, Any] = {
+            "data_dir": tmp_path,  # the spool of questions the store could not take
             "database_url": database_url or sqlite_url,
             "slack_bot_token": BOT_TOKEN,
             "slack_signing_secret": SIGNING_SECRET,
             "slack_api_url": mock_slack.api_url,
             "slack_update_interval_s": 0.3,
             # What /readyz checks; the assistant itself uses `endpoints`.
-            "llm_base_url": (endpoints or [vllm_server.base_url])[0],
+            "llm_base_url": endpoints[0],
             "llm_model": BASE_MODEL,
+            # Every channel may read the sample policies for dispatchers and service agents
+            # (the corpus above); tests of restricted audiences set their own.
+            "audience_default": ["dispatch", "service"],
         }
         settings = Settings(_env_file=None, **(values | overrides))
         database = Database(settings.database_url)
         schema.upgrade(database)
         assistant = Assistant(
-            search=policy_search,
+            search=search or policy_search,
             model=make_client(
-                endpoints or [vllm_server.base_url], max_tokens=max_tokens, read_timeout_s=60
+                endpoints,
+                max_tokens=max_tokens,
+                read_timeout_s=read_timeout_s,
             ),
             database=database,
             settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=max_tokens),
@@ -122,7 +137,7 @@ def make_parts(
         parts = BotParts(
             settings,
             database,
-            Services(settings, database, assistant, policy_search),
+            Services(settings, database, assistant, search or policy_search),
             answer_executor(settings),
         )
         made.append(parts)
@@ -142,16 +157,24 @@ def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot
     def start(**options: Any) -> RunningBot:
         parts = make_parts(**options)
         app = create_app(parts.services, Mode.HTTP, parts.executor)
-        operations = Operations(Readiness.of(parts.services), [EscalationBacklog(parts.database)])
+        backlogs = [
+            EscalationBacklog(parts.database),
+            SpoolBacklog(QuestionSpool.of(parts.settings)),
+        ]
+        operations = Operations(Readiness.of(parts.services), backlogs)
         server = SlackHTTPServer(("127.0.0.1", 0), app, operations)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         scheduler = ReminderScheduler(app.client, parts.services).start()
+        spool_worker = SpoolWorker(
+            app.client, parts.services, poll_s=0.3, first_retry_s=0.3, max_retry_s=1.0
+        ).start()
         stopped = threading.Event()
 
         def stop() -> None:
             if not stopped.is_set():
                 stopped.set()
                 scheduler.stop()
+                spool_worker.stop()
                 server.shutdown()
                 server.server_close()
                 parts.executor.shutdown(wait=True)

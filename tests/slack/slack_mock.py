@@ -289,10 +289,16 @@ def view_submission(view: dict[str, Any], values: dict[str, Any], *, user: str) 
 
 @dataclass
 class SlackSender:
-    """Posts to the bot's /slack/events as Slack does: signed, JSON events, form payloads."""
+    """Posts to the bot's /slack/events as Slack does: signed, JSON events, form payloads.
+
+    Slack signs each delivery when it sends it, retries included, so no two deliveries
+    carry the same timestamp and signature (the bot refuses a pair it has seen as a
+    replay); a body sent again within the same second is stamped a second later.
+    """
 
     events_url: str
     secret: str = SIGNING_SECRET
+    _last_stamp: dict[str, int] = field(default_factory=dict, repr=False)
 
     def event(
         self, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -312,7 +318,7 @@ class SlackSender:
         timestamp: int | None = None,
         signature: str | None = None,
     ) -> httpx.Response:
-        stamp = str(timestamp if timestamp is not None else int(time.time()))
+        stamp = str(timestamp if timestamp is not None else self._fresh_stamp(body))
         signed = signature or SignatureVerifier(self.secret).generate_signature(
             timestamp=stamp, body=body
         )
@@ -323,6 +329,11 @@ class SlackSender:
             **headers,
         }
         return httpx.post(self.events_url, content=body, headers=request_headers, timeout=10)
+
+    def _fresh_stamp(self, body: str) -> int:
+        stamp = max(int(time.time()), self._last_stamp.get(body, 0) + 1)
+        self._last_stamp[body] = stamp
+        return stamp
 
 
 # --- what the bot posted -----------------------------------------------------------------

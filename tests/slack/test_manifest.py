@@ -33,6 +33,7 @@ def test_the_manifest_subscribes_to_every_trigger_and_grants_every_call() -> Non
         "im:history",
         "chat:write",
         "reactions:write",
+        "usergroups:read",  # usergroups.users.list: the audiences a DM may see
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"]  # people can DM it
     assert manifest["features"]["app_home"]["home_tab_enabled"]  # admins' overview, how to ask
