@@ -236,15 +236,19 @@ def test_acks_return_at_once_while_the_model_is_generating(start_bot: StartBot) 
     # While the first answer streams, more events arrive; each is acknowledged at once.
     bot.slack.wait_for("chat.update", lambda c: c.args["ts"] == placeholder.response["ts"])
     ack_times = []
+    first_extra_acked = 0.0
     for _ in range(3):
         started = time.monotonic()
         assert bot.send.event(event_callback(mention(COVERED))).status_code == 200
         ack_times.append(time.monotonic() - started)
+        first_extra_acked = first_extra_acked or time.monotonic()
     final = final_edit_of(bot, placeholder)
 
     assert first_ack_s < 3.0
     assert max(ack_times) < 3.0, ack_times
-    assert final.at > started + max(ack_times) - 0.001  # the answer finished after the acks
+    # The first answer was still streaming when the next event was acknowledged. (A short
+    # answer may finish before the last ack; how long the model writes is not ours to say.)
+    assert final.at > first_extra_acked - ack_times[0] - 0.001
 
 
 def test_acks_do_not_wait_for_a_busy_store_and_the_event_is_still_handled_once(
