@@ -59,9 +59,16 @@ class Embedder:
         return len(encoded["input_ids"])
 
     def encode_query(self, text: str) -> list[float]:
+        return self.encode_on_answer_path([text])[0]
+
+    def encode_on_answer_path(self, texts: Sequence[str]) -> list[list[float]]:
+        """A question, or a few short passages of the sources an answer draws on: one call,
+        on one thread, so concurrent answers share the CPU fairly."""
         with self._query_lock, _one_torch_thread():
-            vector = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)
-        return [float(value) for value in vector[0]]
+            vectors = self._model.encode(
+                list(texts), normalize_embeddings=True, show_progress_bar=False
+            )
+        return [[float(value) for value in vector] for vector in vectors]
 
     def encode_documents(
         self,

@@ -8,7 +8,7 @@ kept so the evaluation can compare them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from enum import StrEnum
@@ -81,6 +81,13 @@ class PolicySearch:
     @property
     def collection(self) -> str:
         return self._collection
+
+    def similarities(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Cosine similarity of `query` to each of `texts`, with the search's own model."""
+        if not texts:
+            return []
+        query_vector, *vectors = self._embedder.encode_on_answer_path([query, *texts])
+        return [sum(q * v for q, v in zip(query_vector, vector, strict=True)) for vector in vectors]
 
     def search(
         self,

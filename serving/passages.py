@@ -204,9 +204,13 @@ def select_passage(
             score += RANGE_BONUS
         scores.append(score - RANK_PRIOR * unit.rank)
     best = max(range(len(units)), key=scores.__getitem__)
-    if asked.total == 0 and similarity is None:
-        return None
-    top, source, section_blocks = units[best], candidates[units[best].rank], blocks[units[best].rank]
+    if scores[best] <= 0.0:
+        return None  # no keyword in common, nothing close in meaning
+    top, source, section_blocks = (
+        units[best],
+        candidates[units[best].rank],
+        blocks[units[best].rank],
+    )
     if in_range[best]:
         # A table read by the question's number: the rows it falls in, under the header.
         table = section_blocks[top.block]
