@@ -29,6 +29,8 @@ REASON_CHOICES: dict[str, str] = {
     "incomplete": "Incomplete",
 }
 
+QUOTE_BLOCK_ID = "policy_quote"
+
 SECTION_LIMIT = 3_000
 MESSAGE_BLOCK_LIMIT = 50
 MESSAGE_TEXT_BUDGET = 11_000  # Slack documents no total, but rejected messages near 12,000
@@ -71,6 +73,16 @@ class SourceRef:
 
 
 @dataclass(frozen=True)
+class QuoteRef:
+    """The policy's own words shown under an answer, and where they come from."""
+
+    markdown: str  # verbatim: sentences, list items, or a table with its header
+    is_table: bool
+    source: SourceRef
+    closest_only: bool = False  # the answer says the policy does not cover the question
+
+
+@dataclass(frozen=True)
 class FeedbackReason:
     """What the 👎 modal was sent back with."""
 
@@ -100,20 +112,24 @@ def streaming_message(markdown_so_far: str) -> SlackMessage:
 
 
 def answer_messages(
-    markdown: str, sources: Sequence[SourceRef], answer_id: int
+    markdown: str, sources: Sequence[SourceRef], answer_id: int, quote: QuoteRef | None = None
 ) -> list[SlackMessage]:
-    """The finished answer as one or more messages; the last carries sources and buttons."""
-    chunks = split_sections(to_mrkdwn(markdown))
+    """The finished answer as one or more messages; the last carries sources and buttons.
+
+    The policy's own words (`quote`) follow the answer, cited like a source.
+    """
+    pieces = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
+    if quote is not None:
+        pieces += quote_blocks(quote)
     tail = [{"type": "divider"}, *sources_blocks(sources), _feedback_actions(answer_id)]
     messages: list[list[dict[str, Any]]] = [[]]
     texts: list[list[str]] = [[]]
-    for chunk in chunks:
-        section = section_block(chunk)
-        if not fits([*messages[-1], section]):
+    for block in pieces:
+        if not fits([*messages[-1], block]):
             messages.append([])
             texts.append([])
-        messages[-1].append(section)
-        texts[-1].append(chunk)
+        messages[-1].append(block)
+        texts[-1].append(_block_mrkdwn(block))
     if not fits([*messages[-1], *tail]):
         messages.append([])
         texts.append([])
@@ -124,6 +140,18 @@ def answer_messages(
         )
         for blocks, text in zip(messages, texts, strict=True)
     ]
+
+
+def quote_blocks(quote: QuoteRef) -> list[dict[str, Any]]:
+    """The policy's words as a quote (a table as a table), then where they come from."""
+    markdown = quote.markdown
+    if not quote.is_table:  # a table shows as one in monospace, which a quote would break
+        markdown = "\n".join(f"> {line}" for line in markdown.splitlines() if line.strip())
+    blocks = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
+    cited = "The closest policy I found:" if quote.closest_only else "From"
+    blocks.append(context_block(f"{cited} {_source_line_body(quote.source)}"))
+    blocks[0]["block_id"] = QUOTE_BLOCK_ID  # where a streamed answer's closing blocks begin
+    return blocks
 
 
 def error_message(reference: str, partial_markdown: str = "") -> SlackMessage:
@@ -280,9 +308,13 @@ def sources_blocks(sources: Sequence[SourceRef]) -> list[dict[str, Any]]:
 
 
 def _source_line(number: int, source: SourceRef) -> str:
+    return f"{number}. {_source_line_body(source)}"
+
+
+def _source_line_body(source: SourceRef) -> str:
     title = shorten(" ".join(source.title.split()) or "Untitled", SOURCE_FIELD_LIMIT)
     label = link(source.url, title) if source.url else escape(title)
-    head = f"{number}. *{label}*"
+    head = f"*{label}*"
     section = _specific_section(source.title, source.section)
     if section:
         head += f" › {escape(shorten(section, SOURCE_FIELD_LIMIT))}"
@@ -527,6 +559,13 @@ def fallback_text(mrkdwn: str) -> str:
     if slack_len(plain) <= FALLBACK_LIMIT:
         return plain
     return plain[: _cut_index(plain, FALLBACK_LIMIT - 1)].rstrip() + "…"
+
+
+def _block_mrkdwn(block: dict[str, Any]) -> str:
+    """The text of a section or context block, for the message's fallback text."""
+    if block["type"] == "context":
+        return "\n".join(element["text"] for element in block["elements"])
+    return str(block["text"]["text"])
 
 
 def _tail_fallback(sources: Sequence[SourceRef]) -> str:

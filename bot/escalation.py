@@ -298,7 +298,7 @@ def _draft_for(answer: Answer | None, allowed: frozenset[str]) -> str | None:
     drew_on = answer.source_audiences
     if drew_on is None or not set(drew_on) <= allowed:
         return DRAFT_HIDDEN
-    return answer.message.text
+    return answer.shown_text
 
 
 def _question_before(conversation: Conversation, message_id: int) -> Message | None:

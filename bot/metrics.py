@@ -52,6 +52,13 @@ ANSWER_STAGE_SECONDS = Histogram(
     buckets=_SECONDS,
     registry=REGISTRY,
 )
+ANSWER_VERIFICATION = Counter(
+    "dispatchbot_answer_verifications",
+    "Verification of answers by outcome: passed, or the check that failed (then the policy's "
+    "own words were shown instead), or not_generated (no model call).",
+    ["outcome", "adapter"],
+    registry=REGISTRY,
+)
 ANSWER_SECONDS = Histogram(
     "dispatchbot_answer_seconds",
     "What the asker waits for, from the start of the answer: first_text shown, final message.",
@@ -148,6 +155,7 @@ def observe_answer(answer: AssistantAnswer) -> None:
     if answer.confidence is not None:
         RETRIEVAL_TOP_SCORE.observe(answer.confidence)
     ANSWERS.labels("needs_human" if answer.needs_human else "answered").inc()
+    ANSWER_VERIFICATION.labels(answer.verification.outcome.value, adapter).inc()
 
 
 def count_feedback(value: int, adapter: str | None) -> None:

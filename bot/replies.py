@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import SlackMessage, placeholder_message, streaming_message
+from bot.blocks import QUOTE_BLOCK_ID, SlackMessage, placeholder_message, streaming_message
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class NativeStreamReply:
         self._interval_s = interval_s
         self._clock = clock
         self._ts: str | None = None
-        self._sent = 0  # characters of the answer already streamed
+        self._streamed = ""  # the answer's Markdown as far as Slack has it
         self._last_append = float("-inf")
 
     @property
@@ -151,8 +151,13 @@ class NativeStreamReply:
         self._stream(markdown_so_far)
 
     def finish(self, answer_markdown: str, messages: Sequence[SlackMessage]) -> None:
-        # Slack renders the streamed Markdown itself; the sources and buttons close it.
-        self._stream(answer_markdown)
+        # Slack renders the streamed Markdown itself; the quote, sources and buttons close it.
+        # A stream cannot be taken back: when the final answer is not the streamed text
+        # going on (it failed verification after checked sentences went out), it follows it.
+        if answer_markdown.startswith(self._streamed):
+            self._stream(answer_markdown)
+        else:
+            self._stream(f"{self._streamed}\n\n{answer_markdown}")
         self._stop(blocks=_footer_blocks(messages[-1].blocks))
 
     def fail(self, message: SlackMessage) -> None:
@@ -166,7 +171,7 @@ class NativeStreamReply:
         self._clear_reaction()
 
     def _stream(self, markdown: str) -> None:
-        new_text = markdown[self._sent :]
+        new_text = markdown[len(self._streamed) :]
         if not new_text:
             return
         if self._ts is None:
@@ -181,14 +186,14 @@ class NativeStreamReply:
             )
             if response is not None:
                 self._ts = response["ts"]
-                self._sent = len(markdown)
+                self._streamed = markdown
             return
         if _call(
             lambda: self._client.chat_appendStream(
                 channel=self._channel_id, ts=self._ts, markdown_text=new_text
             )
         ):
-            self._sent = len(markdown)
+            self._streamed = markdown
 
     def _stop(self, *, blocks: list[dict[str, Any]]) -> None:
         if self._ts is not None:
@@ -206,7 +211,10 @@ class NativeStreamReply:
 
 
 def _footer_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The sources and buttons after the answer: everything from the last divider on."""
+    """What follows the answer's text: from the quote, or else the last divider, on."""
+    for index, block in enumerate(blocks):
+        if block.get("block_id") == QUOTE_BLOCK_ID:
+            return blocks[index:]
     dividers = [index for index, block in enumerate(blocks) if block.get("type") == "divider"]
     if dividers:
         return blocks[dividers[-1] :]

@@ -47,6 +47,8 @@ def assistant_settings(settings: Settings) -> AssistantSettings:
         context_tokens=settings.llm_context_tokens,
         reserved_for_answer=settings.llm_max_tokens,
         history_turns=settings.answer_history_turns,
+        prompt_sources=settings.answer_prompt_sources,
+        min_answer_closeness=settings.answer_min_closeness,
         redact_before_model=settings.redact_before_model,
     )
 

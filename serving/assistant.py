@@ -12,15 +12,26 @@ import re
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.search import PolicySearch, SearchResult
-from serving.guard import PROMPT_WITHHELD, reveals_system_prompt, until_system_prompt
+from serving.claims import SupportIndex
+from serving.guard import PROMPT_WITHHELD
 from serving.llm_client import ModelClient
-from serving.prompts import HistoryTurn, build_prompt
+from serving.passages import Passage, select_passage
+from serving.prompts import HistoryTurn, PromptSource, build_prompt, source_header
 from serving.redaction import redact
 from serving.routing import TaskKind
+from serving.verification import (
+    NOT_GENERATED,
+    AnswerGate,
+    Outcome,
+    RowCheck,
+    Verification,
+    is_refusal,
+)
 from store import repository
 from store.database import Database
 from store.models import Conversation, Message
@@ -36,11 +47,11 @@ NOTHING_WRITTEN = (
     "I couldn't write an answer from the policy I found. The sources below may help; "
     "I've flagged this for a dispatcher or supervisor."
 )
+# What a person sees above the policy's own words when the model's text failed verification.
+POLICY_WORDS_LEAD = "Here is what the policy says:"
 NO_GENERATION = "none"  # the `model`/`endpoint` of an answer that never reached a model
 FALLBACK_CITATIONS = 3
 _CITATION_MARK = re.compile(r"\[(\d{1,2})\]")
-# A sentence ends at . ! or ? (and any citations right after it), or at a line break.
-_SENTENCE_END = re.compile(r"[.!?](?:\s*\[\d{1,2}\])*(?=\s|$)|\n")
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class AssistantSettings:
     reserved_for_answer: int = 512
     history_turns: int = 10
     redact_before_model: bool = False  # personal data out of the question and history sent
+    prompt_sources: int = 3  # how many retrieved sections the model reads
+    # Below this cosine of answer and quoted passage, the answer is not about the policy.
+    min_answer_closeness: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,21 @@ class AssistantAnswer:
     prompt_tokens: int | None
     completion_tokens: int | None
     timings: StageTimings
+    # The policy's own words the answer rests on, shown beside it; None when none was found.
+    quote: Passage | None = None
+    verification: Verification = NOT_GENERATED
+    generated_text: str = ""  # the model's text before verification
+
+    @property
+    def shows_policy_words_only(self) -> bool:
+        """The model's text failed verification: the quote stands in for it."""
+        return self.text == POLICY_WORDS_LEAD
+
+    @property
+    def declined(self) -> bool:
+        """The answer says the policy does not cover the question; a quote with it is only
+        the closest policy found."""
+        return self.text in (NOT_COVERED, NOTHING_WRITTEN, PROMPT_WITHHELD) or is_refusal(self.text)
 
 
 class QuestionNotRecorded(Exception):
@@ -215,12 +244,21 @@ class Assistant:
         asked, history = question, turn.history
         if self._settings.redact_before_model:
             asked, history = _redacted(question, turn.history)
+        passage = select_passage(
+            question,
+            results,
+            earlier_question=_earlier_question(turn.history),
+            similarity=self._search.similarities,
+        )
         prompt = build_prompt(
             asked,
-            results,
+            _prompt_sources(results, passage, self._settings.prompt_sources),
             history,
             context_tokens=self._settings.context_tokens,
             reserved_for_answer=self._settings.reserved_for_answer,
+        )
+        gate = AnswerGate(
+            _support(question, turn.history, prompt.sources), _row_check(question, passage)
         )
         prompt_ms = _ms_since(started)
 
@@ -228,28 +266,40 @@ class Assistant:
         stream = self._model.stream(
             prompt.messages, channel=thread.channel_id, task_kind=_task_kind(results)
         )
-        yield from until_system_prompt(stream)
+        for chunk in stream:
+            released = gate.feed(chunk)
+            if released:
+                yield released
+            if gate.done:
+                stream.stop()  # the rest would be cut or replaced: stop paying for it
         generation = stream.result
+        last = gate.finish(complete=generation.finish_reason == "stop")
+        if last:
+            yield last
         model_ms = _ms_since(started)
 
-        written = generation.text
-        if generation.finish_reason == "length":
-            # Cut at LLM_MAX_TOKENS: the final message ends at a whole sentence, not mid-word.
-            written = whole_sentences(written)
-        text, cited = keep_cited_sources(written, prompt.sources)
-        if reveals_system_prompt(generation.text):
-            # The rules say never to reveal them; this holds even when the model does not.
+        verification = gate.verdict()
+        if verification.passed:
+            text, cited = keep_cited_sources(gate.released, prompt.sources)
+            verification = self._check_whole(text, passage, verification)
+        if verification.outcome is Outcome.SYSTEM_PROMPT:
+            # Logged without the text: it may hold the rules, or the question's personal data.
             logger.warning(
                 "withheld an answer that repeated the system prompt conversation=%d",
                 turn.conversation_id,
             )
-            text, cited = PROMPT_WITHHELD, []
-            yield f"\n\n{text}"
-        # A model that stops at once leaves the user with nothing: say so, and get a person.
-        needs_human = not text
-        if needs_human:
-            text = NOTHING_WRITTEN
-            yield text
+        if verification.passed:
+            if passage is not None and passage.source not in cited:
+                cited = [*cited, passage.source]
+        elif passage is not None:
+            text, cited = POLICY_WORDS_LEAD, [passage.source]
+        else:
+            withheld = verification.outcome is Outcome.SYSTEM_PROMPT
+            text = PROMPT_WITHHELD if withheld else NOTHING_WRITTEN
+            cited = [] if withheld else list(results[:FALLBACK_CITATIONS])
+        # Nothing checked to show, not even the policy's words, or the model found that the
+        # sources do not answer it: a person should.
+        needs_human = text in (NOTHING_WRITTEN, PROMPT_WITHHELD) or is_refusal(text)
         generated = AnswerRecord(
             text=text,
             prompt=prompt.serialized(),
@@ -264,10 +314,31 @@ class Assistant:
             needs_human=needs_human,
             citations=[_citation_record(result) for result in cited],
             source_audiences=_drew_on(results, turn.history_audiences),
+            generated_text=generation.text,
+            verification=verification.to_json(),
+            quote=None if passage is None else quote_json(passage),
         )
         yield self._store_answer(
-            turn, generated, cited, StageTimings(retrieval_ms, prompt_ms, model_ms, 0)
+            turn,
+            generated,
+            cited,
+            StageTimings(retrieval_ms, prompt_ms, model_ms, 0),
+            quote=passage,
+            verification=verification,
         )
+
+    def _check_whole(
+        self, text: str, passage: Passage | None, verification: Verification
+    ) -> Verification:
+        """The checks only a whole answer allows: it says something, and it is about what
+        the policy's words it rests on say."""
+        if not text:  # citation marks and nothing else
+            return Verification(Outcome.EMPTY)
+        if passage is not None:
+            (closeness,) = self._search.similarities(text, [passage.markdown])
+            if closeness < self._settings.min_answer_closeness:
+                return Verification(Outcome.OFF_TOPIC, (f"{closeness:.2f}",))
+        return verification
 
     def _record_question(
         self,
@@ -300,6 +371,9 @@ class Assistant:
         record: AnswerRecord,
         cited: Sequence[SearchResult],
         timings: StageTimings,
+        *,
+        quote: Passage | None = None,
+        verification: Verification = NOT_GENERATED,
     ) -> AssistantAnswer:
         started = time.perf_counter()
         with self._database.transaction() as session:
@@ -311,12 +385,14 @@ class Assistant:
         # Metadata only: questions and answers can carry customer details.
         logger.info(
             "answered conversation=%d answer=%d model=%s cited=%d needs_human=%s "
-            "confidence=%s retrieval_ms=%.0f prompt_ms=%.1f model_ms=%.0f store_ms=%.1f",
+            "verification=%s confidence=%s retrieval_ms=%.0f prompt_ms=%.1f model_ms=%.0f "
+            "store_ms=%.1f",
             turn.conversation_id,
             answer_id,
             record.adapter or record.model,
             len(cited),
             record.needs_human,
+            verification.outcome.value,
             "none" if record.confidence is None else f"{record.confidence:.3f}",
             timings.retrieval_ms,
             timings.prompt_ms,
@@ -339,6 +415,9 @@ class Assistant:
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
             timings=timings,
+            quote=quote,
+            verification=verification,
+            generated_text=record.generated_text or "",
         )
 
 
@@ -349,8 +428,56 @@ def _redacted(question: str, history: Sequence[HistoryTurn]) -> tuple[str, list[
 
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
     """A follow-up ("and a 41k one?") is searched together with the question before it."""
-    earlier = next((turn.text for turn in reversed(history) if turn.role == "user"), None)
+    earlier = _earlier_question(history)
     return f"{earlier}\n{question}" if earlier else question
+
+
+def _earlier_question(history: Sequence[HistoryTurn]) -> str | None:
+    return next((turn.text for turn in reversed(history) if turn.role == "user"), None)
+
+
+def _prompt_sources(
+    results: Sequence[SearchResult], passage: Passage | None, count: int
+) -> list[SearchResult]:
+    """The sources the model reads: the passage's section first, then the best of the rest."""
+    if passage is None:
+        return list(results[:count])
+    rest = [result for result in results if result != passage.source]
+    return [passage.source, *rest[: count - 1]]
+
+
+def _support(
+    question: str, history: Sequence[HistoryTurn], sources: Sequence[PromptSource]
+) -> SupportIndex:
+    """What an answer's numbers, contacts and dates may come from: what the asker wrote in the
+    thread, and the sources as the model read them (headers with versions and dates too).
+    Earlier answers are not support: they may hold what this check would have stopped."""
+    asked = [turn.text for turn in history if turn.role == "user"]
+    return SupportIndex(
+        [question, *asked, *(f"{source_header(source)}\n{source.text}" for source in sources)]
+    )
+
+
+def _row_check(question: str, passage: Passage | None) -> RowCheck | None:
+    if passage is None or not passage.other_rows:
+        return None
+    quoted = [row for block in passage.blocks for row in block.units]
+    return RowCheck.of(quoted, passage.other_rows, question)
+
+
+def quote_json(passage: Passage) -> dict[str, Any]:
+    """The stable JSON of a quote: `ask --json` prints it and `answers.quote` stores it."""
+    source = passage.source
+    return {
+        "text": passage.markdown,
+        "kind": passage.kind.value,
+        "doc_id": source.doc_id,
+        "title": source.title,
+        "section": source.section,
+        "version": source.version,
+        "effective_from": source.effective_from.isoformat(),
+        "url": source.url,
+    }
 
 
 def _history(
@@ -371,7 +498,9 @@ def _history(
         carried = _carried_audiences(message)
         if allowed is not None and (carried is None or not carried <= allowed):
             continue
-        turns.append(HistoryTurn(role=message.role.value, text=message.text))
+        # An answer is remembered as it was shown: with the policy's words quoted under it.
+        text = message.answer.shown_text if message.answer is not None else message.text
+        turns.append(HistoryTurn(role=message.role.value, text=text))
         drew_on = None if drew_on is None or carried is None else drew_on | carried
     return turns, drew_on
 
@@ -394,14 +523,6 @@ def _drew_on(
     if history_audiences is None:
         return None
     return history_audiences | {source.audience for source in sources}
-
-
-def whole_sentences(text: str) -> str:
-    """`text` up to its last complete sentence or line; unchanged when it has none."""
-    ends = list(_SENTENCE_END.finditer(text))
-    if not ends:
-        return text
-    return text[: ends[-1].end()].rstrip()
 
 
 def keep_cited_sources(

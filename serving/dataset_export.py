@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
 from retrieval.search import PolicySearch
-from serving.assistant import NO_GENERATION, NOTHING_WRITTEN
+from serving.assistant import NO_GENERATION, NOTHING_WRITTEN, POLICY_WORDS_LEAD
 from serving.guard import PROMPT_WITHHELD
 from serving.prompts import PromptSource, build_prompt
 from serving.redaction import redact
@@ -71,7 +71,8 @@ class Skip(StrEnum):
     """Why something in the store (or the seed) is not a row."""
 
     NOT_GENERATED = "not generated"  # the "not covered" reply: no model saw a prompt
-    CANNED_REPLY = "canned reply"  # the user saw a fixed text, not what the model wrote
+    # The user saw a fixed text or the policy's own words, not what the model wrote.
+    CANNED_REPLY = "canned reply"
     EMPTY_ANSWER = "empty answer"
     UNREADABLE_PROMPT = "unreadable prompt"  # answers.prompt is not a JSON list of messages
     ESCALATED_THREAD = "escalated thread"  # answered after the thread went to people
@@ -426,7 +427,7 @@ def _skip_reason(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]
         return Skip.NOT_GENERATED
     if not answer.text.strip():
         return Skip.EMPTY_ANSWER
-    if answer.text in (NOTHING_WRITTEN, PROMPT_WITHHELD):
+    if answer.text in (NOTHING_WRITTEN, PROMPT_WITHHELD, POLICY_WORDS_LEAD):
         return Skip.CANNED_REPLY
     if not answer.prompt:
         return Skip.UNREADABLE_PROMPT

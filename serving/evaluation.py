@@ -20,16 +20,11 @@ from typing import Any
 
 from serving.llm_client import ModelClient
 from serving.prompts import PromptSource, build_prompt
+from serving.verification import is_refusal
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _SOURCE_TAG = re.compile(r'<source id="\d+">')
 _WORD = re.compile(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*")
-_REFUSAL = re.compile(
-    r"\b(not covered|do(?:es)? not cover|doesn'?t cover|don'?t have|do not have|no policy|"
-    r"couldn'?t find|could not find|not in the sources|ask (?:a|your) (?:dispatcher|supervisor)|"
-    r"i (?:do not|don'?t) know|not sure)\b",
-    re.IGNORECASE,
-)
 # Openings that delay the answer; the voice starts with the action or the answer.
 _PREAMBLE = re.compile(
     r"^\s*(sure|certainly|of course|great question|hello|hi|hey|thanks|thank you|"
@@ -133,7 +128,7 @@ def score(model: str, answers: Sequence[tuple[EvalItem, str, float]]) -> ModelSc
         items=len(answers),
         citation_validity=_share(valid_citations(text, i.source_count) for i, text, _ in answers),
         citing=_share(bool(_CITATION.search(text)) for _, text in covered) if covered else None,
-        refusal=_share(bool(_REFUSAL.search(text)) for text in uncovered) if uncovered else None,
+        refusal=_share(is_refusal(text) for text in uncovered) if uncovered else None,
         rouge_l=(
             statistics.fmean(rouge_l(text, ref) for text, ref in references) if references else None
         ),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 from langchain_core.messages import MessageLikeRepresentation
@@ -57,6 +58,14 @@ class ModelStreamInterrupted(ModelError):
     """The serving endpoint failed after text had already been streamed."""
 
 
+@dataclass
+class _StopFlag:
+    set: bool = False
+
+
+STOPPED = "stopped"  # the finish reason of a generation its reader stopped
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     """One answer and how it was produced; the fields map onto the `answers` table."""
@@ -82,11 +91,20 @@ class GenerationResult:
 
 
 class AnswerStream:
-    """Iterate for text chunks as they arrive; `result` holds the rest once iteration ends."""
+    """Iterate for text chunks as they arrive; `result` holds the rest once iteration ends.
 
-    def __init__(self, chunks: Iterator[str | GenerationResult]) -> None:
+    `stop()` ends the generation early: the iteration ends after the chunk in hand, the
+    request is closed (vLLM aborts a request whose client has gone), and the result says
+    `finish_reason="stopped"`.
+    """
+
+    def __init__(self, chunks: Iterator[str | GenerationResult], stop: _StopFlag) -> None:
         self._chunks = chunks
+        self._stop = stop
         self._result: GenerationResult | None = None
+
+    def stop(self) -> None:
+        self._stop.set = True
 
     def __iter__(self) -> Iterator[str]:
         for item in self._chunks:
@@ -115,7 +133,10 @@ class ModelClient:
         read_timeout_s: float,
         max_tokens: int,
         temperature: float = 0.2,
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
+        """`sampling`: vLLM's own request parameters beyond OpenAI's (repetition_penalty,
+        structured_outputs, ...), sent with every request."""
         if not endpoints:
             raise ValueError("at least one endpoint is needed; set LLM_BASE_URL")
         self.endpoints = tuple(dict.fromkeys(endpoints))  # a URL listed twice is tried once
@@ -137,6 +158,7 @@ class ModelClient:
                 stream_usage=True,
                 # A small model sometimes starts copying its source list back: stop there.
                 stop=list(ECHO_STOPS),
+                extra_body=dict(sampling) if sampling else None,
             )
             for endpoint in self.endpoints
         }
@@ -154,6 +176,12 @@ class ModelClient:
             read_timeout_s=settings.llm_read_timeout_s,
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,
+            # 1.0 is no penalty: nothing is sent that a server other than vLLM could refuse.
+            sampling=(
+                {"repetition_penalty": settings.llm_repetition_penalty}
+                if settings.llm_repetition_penalty != 1.0
+                else None
+            ),
         )
 
     def stream(
@@ -166,7 +194,8 @@ class ModelClient:
     ) -> AnswerStream:
         """Start an answer; nothing is sent until the stream is iterated."""
         route = self.router.route(model=model, channel=channel, task_kind=task_kind)
-        return AnswerStream(self._generate(list(messages), route))
+        stop = _StopFlag()
+        return AnswerStream(self._generate(list(messages), route, stop), stop)
 
     def complete(
         self,
@@ -182,7 +211,7 @@ class ModelClient:
         return answer.result
 
     def _generate(
-        self, messages: list[MessageLikeRepresentation], route: Route
+        self, messages: list[MessageLikeRepresentation], route: Route, stop: _StopFlag
     ) -> Iterator[str | GenerationResult]:
         started = time.perf_counter()
         skipped: list[EndpointFailure] = []
@@ -191,8 +220,9 @@ class ModelClient:
             first_token_at: float | None = None
             usage = None
             finish_reason: str | None = None
+            chunks = self._chats[endpoint].stream(messages, model=route.served_model)
             try:
-                for chunk in self._chats[endpoint].stream(messages, model=route.served_model):
+                for chunk in chunks:
                     if chunk.text:
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
@@ -200,6 +230,9 @@ class ModelClient:
                         yield chunk.text
                     usage = chunk.usage_metadata or usage
                     finish_reason = chunk.response_metadata.get("finish_reason") or finish_reason
+                    if stop.set:
+                        finish_reason = STOPPED
+                        break
             except (openai.APIConnectionError, openai.InternalServerError) as error:
                 # APITimeoutError is an APIConnectionError: a silent server lands here too.
                 if parts:
@@ -218,13 +251,15 @@ class ModelClient:
                         endpoint,
                         route.adapter,
                     )
-                    yield from self._generate(messages, Route(route.base_model, None))
+                    yield from self._generate(messages, Route(route.base_model, None), stop)
                     return
                 raise ModelRequestRejected(
                     f"{endpoint} rejected the request for model {route.served_model!r}: "
                     f"HTTP {error.status_code} {_server_message(error)}. If that adapter is not "
                     "loaded there, fix ADAPTER_ROUTES or load it."
                 ) from error
+            finally:
+                chunks.close()  # a stopped stream lets go of its connection now
             finished = time.perf_counter()
             result = GenerationResult(
                 text="".join(parts),

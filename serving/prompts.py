@@ -174,11 +174,14 @@ def _question_block(
     return f"{context}\n\nQuestion: {quoted(question.strip())}"
 
 
-def _source_block(number: int, source: PromptSource, source_chars: int | None) -> str:
+def source_header(source: PromptSource) -> str:
+    """What the model reads about a source before its text."""
     since = f", effective since {source.effective_from}" if source.effective_from else ""
-    header = (
-        f"[{number}] {source.title} | section: {source.section} | version {source.version}{since}"
-    )
+    return f"{source.title} | section: {source.section} | version {source.version}{since}"
+
+
+def _source_block(number: int, source: PromptSource, source_chars: int | None) -> str:
+    header = f"[{number}] {source_header(source)}"
     text = source.text if source_chars is None else source.text[:source_chars]
     return f'<source id="{number}">\n{quoted(header)}\n{quoted(text)}\n</source>'
 

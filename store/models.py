@@ -192,10 +192,23 @@ class Answer(Base):
     # the earlier answers in it), cited or not: the text may carry any of them, so it is
     # shown again only where all of them may be read. NULL (unknown) counts as restricted.
     source_audiences: Mapped[list[str] | None] = mapped_column(JSON)
+    # The model's own text before verification; the message holds what the person was shown.
+    generated_text: Mapped[str | None] = mapped_column(Text)
+    # {"outcome": "passed" | which check failed, "found": [what it found], ...}
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The policy's own words shown with the answer: {text, doc_id, section, version, ...}
+    quote: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     message: Mapped[Message] = relationship(back_populates="answer")
     model_version: Mapped[ModelVersion | None] = relationship()
+
+    @property
+    def shown_text(self) -> str:
+        """What the person saw: the answer's text, then the policy's own words under it."""
+        quoted = (self.quote or {}).get("text")
+        return f"{self.message.text}\n\n{quoted}" if quoted else self.message.text
+
     citations: Mapped[list[Citation]] = relationship(
         back_populates="answer", order_by="Citation.rank", passive_deletes=True
     )

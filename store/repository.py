@@ -6,7 +6,7 @@ Functions take the caller's session so several writes can share one transaction
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -69,6 +69,9 @@ class AnswerRecord:
     citations: Sequence[CitationRecord] = field(default_factory=tuple)
     # Audiences of the documents the prompt drew on; None: unknown, treated as restricted.
     source_audiences: Sequence[str] | None = None
+    generated_text: str | None = None  # the model's text before verification
+    verification: Mapping[str, Any] | None = None
+    quote: Mapping[str, Any] | None = None
 
 
 def claim_event(session: Session, event_id: str) -> bool:
@@ -339,6 +342,9 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
         source_audiences=(
             None if record.source_audiences is None else sorted(set(record.source_audiences))
         ),
+        generated_text=record.generated_text,
+        verification=None if record.verification is None else dict(record.verification),
+        quote=None if record.quote is None else dict(record.quote),
         citations=[
             Citation(
                 doc_id=citation.doc_id,

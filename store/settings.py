@@ -165,12 +165,21 @@ class Settings(BaseSettings):
         description="Seconds to wait for the first token, and between tokens, before giving up.",
     )
     llm_max_tokens: int = Field(
-        default=256,
+        default=128,
         ge=1,
         description="Upper bound of an answer in tokens; a cut answer ends at its last sentence.",
     )
     llm_temperature: float = Field(
         default=0.2, ge=0, le=2, description="Sampling temperature of answers."
+    )
+    llm_repetition_penalty: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description=(
+            "vLLM's repetition penalty: above 1.0 makes tokens already in the prompt or the "
+            "answer less likely. 1.0 sends none (for servers that are not vLLM)."
+        ),
     )
     llm_context_tokens: int = Field(
         default=2048,
@@ -187,6 +196,23 @@ class Settings(BaseSettings):
         description=(
             "Below this cosine similarity of question and best source the bot does not "
             "answer: it says the policy does not cover it and flags a person."
+        ),
+    )
+    answer_prompt_sources: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Retrieved sections the model reads; the one the quoted passage comes from first."
+        ),
+    )
+    answer_min_closeness: float = Field(
+        default=0.35,
+        ge=0,
+        le=1,
+        description=(
+            "Below this cosine similarity between a written answer and the policy passage "
+            "quoted with it, the answer is taken as off the point and the passage is shown "
+            "alone. Approved answers in the house voice score 0.39 or more 95% of the time."
         ),
     )
     answer_history_turns: int = Field(

@@ -4,6 +4,7 @@ and socket servers that stand in for broken endpoints. conftest.py turns them in
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -52,6 +53,7 @@ def make_client(
     read_timeout_s: float = 30.0,
     max_tokens: int = 48,
     promoted: Callable[[], str | None] | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> ModelClient:
     return ModelClient(
         endpoints,
@@ -60,7 +62,14 @@ def make_client(
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
         max_tokens=max_tokens,
+        sampling=sampling,
     )
+
+
+def forced_answer(text: str) -> dict[str, Any]:
+    """vLLM's structured outputs, so the real model writes exactly `text` (a test cannot
+    wait for a 135M model to invent a number, or to get one right)."""
+    return {"structured_outputs": {"regex": re.escape(text)}}
 
 
 @dataclass(frozen=True)

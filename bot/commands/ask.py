@@ -13,7 +13,7 @@ from rich.console import Console
 
 from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
 from bot.commands.model import ensure_local_model
-from serving.assistant import AssistantAnswer, ThreadKey
+from serving.assistant import AssistantAnswer, ThreadKey, quote_json
 from serving.llm_client import ModelError
 
 console = Console(soft_wrap=True)
@@ -52,8 +52,12 @@ def ask(
 
     if as_json:
         typer.echo(json.dumps(answer_json(answer), indent=2))
-    else:
-        _print_sources(answer)
+        return
+    if answer.shows_policy_words_only:
+        # What streamed passed its checks sentence by sentence; the answer as a whole did not.
+        console.print(f"\n\n{answer.text}", end="", highlight=False, markup=False)
+    _print_quote(answer)
+    _print_sources(answer)
 
 
 def answer_json(answer: AssistantAnswer) -> dict[str, Any]:
@@ -71,11 +75,29 @@ def answer_json(answer: AssistantAnswer) -> dict[str, Any]:
         "ttft_ms": answer.ttft_ms,
         "prompt_tokens": answer.prompt_tokens,
         "completion_tokens": answer.completion_tokens,
+        "quote": None if answer.quote is None else quote_json(answer.quote),
+        "verification": answer.verification.to_json(),
     }
 
 
 def _citation_json(result: dict[str, Any]) -> dict[str, Any]:
     return {field: result[field] for field in CITATION_FIELDS}
+
+
+def _print_quote(answer: AssistantAnswer) -> None:
+    if answer.quote is None:
+        return
+    console.print("\n")
+    for line in answer.quote.markdown.splitlines():
+        console.print(f"  │ {line}", highlight=False, markup=False)
+    source = answer.quote.source
+    cited = "the closest policy found: " if answer.declined else ""
+    console.print(
+        f"  — {cited}{source.title} › {source.section.split(' > ')[-1]} (v{source.version})",
+        highlight=False,
+        markup=False,
+        style="dim",
+    )
 
 
 def _print_sources(answer: AssistantAnswer) -> None:

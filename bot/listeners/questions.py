@@ -14,7 +14,14 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
-from bot.blocks import SlackMessage, SourceRef, answer_messages, error_message, section_block
+from bot.blocks import (
+    QuoteRef,
+    SlackMessage,
+    SourceRef,
+    answer_messages,
+    error_message,
+    section_block,
+)
 from bot.channels import ChannelPolicy
 from bot.dedupe import first_delivery
 from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
@@ -27,6 +34,7 @@ from bot.spool import QuestionSpool, SpooledQuestion
 from retrieval.search import SearchResult
 from serving.assistant import AssistantAnswer, QuestionNotRecorded
 from serving.escalation_rules import EscalationRules
+from serving.passages import BlockKind, Passage
 from store import repository
 from store.models import (
     Conversation,
@@ -502,7 +510,8 @@ def stream_answer(
             reply.update(shown)
         answer = stream.result
         sources = [source_ref(result) for result in answer.citations]
-        reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id))
+        quote = quote_ref(answer.quote, answer.declined) if answer.quote is not None else None
+        reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id, quote))
     except QuestionNotRecorded:
         _keep_for_later(question, request_id, reply.fail, keep)
         return None
@@ -539,6 +548,15 @@ def source_ref(result: SearchResult) -> SourceRef:
         version=result.version,
         effective_from=result.effective_from,
         url=result.url,
+    )
+
+
+def quote_ref(passage: Passage, closest_only: bool) -> QuoteRef:
+    return QuoteRef(
+        markdown=passage.markdown,
+        is_table=passage.kind is BlockKind.TABLE,
+        source=source_ref(passage.source),
+        closest_only=closest_only,
     )
 
 

@@ -19,8 +19,10 @@ from bot.blocks import (
     FEEDBACK_DOWN,
     FEEDBACK_REASON_VIEW,
     FEEDBACK_UP,
+    QUOTE_BLOCK_ID,
     REASON_CHOICES,
     FeedbackReason,
+    QuoteRef,
     SlackMessage,
     SourceRef,
     answer_messages,
@@ -459,3 +461,64 @@ def test_any_text_gives_valid_messages(markdown: str, answer_id: int, with_sourc
     assert without_fences(answer_sections(messages)) == without_fences([to_mrkdwn(markdown)])
     assert_valid(streaming_message(markdown))
     assert_valid(error_message("req-1", markdown))
+
+
+QUOTED_ROW = QuoteRef(
+    markdown=(
+        "| Cargo weight | Who approves |\n|---|---|\n| 26,001 to 40,000 lb | Shift lead on duty |"
+    ),
+    is_table=True,
+    source=APPROVALS,
+)
+QUOTED_STEPS = QuoteRef(
+    markdown="- Pull over within 15 minutes.\n- Call the Reefer Desk at ext. 4350 & <wait>.",
+    is_table=False,
+    source=SLAS,
+)
+
+
+def test_the_policy_words_follow_the_answer_cited_like_a_source() -> None:
+    (message,) = answer_messages("The shift lead approves it.", [APPROVALS], 7, QUOTED_ROW)
+
+    assert_valid(message)
+    kinds = [block["type"] for block in message.blocks]
+    assert kinds[:3] == ["section", "section", "context"]  # answer, quote, where it is from
+    assert message.blocks[1]["block_id"] == QUOTE_BLOCK_ID
+    table = message.blocks[1]["text"]["text"]
+    assert table.startswith("```")
+    assert "26,001 to 40,000 lb | Shift lead on duty" in table
+    cited = message.blocks[2]["elements"][0]["text"]
+    assert cited.startswith("From *<https://wiki.example.com/policies/load?v=3&amp;lang=en|")
+    assert "v3 · effective since 1 Mar 2026" in cited
+    assert "Shift lead on duty" in message.text  # notifications carry the policy too
+
+
+def test_prose_and_lists_are_quoted_and_escaped() -> None:
+    (message,) = answer_messages("Here is what the policy says:", [SLAS], 8, QUOTED_STEPS)
+
+    assert_valid(message)
+    quote = message.blocks[1]["text"]["text"]
+    assert quote.splitlines()[0].startswith("> ")
+    assert all(line.startswith("> ") for line in quote.splitlines())
+    assert "&amp; &lt;wait&gt;" in quote
+
+
+def test_a_quote_under_a_refusal_is_only_the_closest_policy() -> None:
+    closest = QuoteRef(QUOTED_STEPS.markdown, False, SLAS, closest_only=True)
+    (message,) = answer_messages("The policy doesn't say.", [SLAS], 9, closest)
+
+    assert message.blocks[2]["elements"][0]["text"].startswith("The closest policy I found:")
+
+
+def test_a_long_quote_splits_across_messages_and_the_buttons_stay_last() -> None:
+    rows = "\n".join(
+        f"| Item {n} with a long description of what it is | ${n} |" for n in range(400)
+    )
+    huge = QuoteRef(f"| Item | Limit |\n|---|---|\n{rows}", True, APPROVALS)
+
+    messages = answer_messages("The limits:", [APPROVALS], 10, huge)
+
+    assert len(messages) > 1
+    for message in messages:
+        assert_valid(message)
+    assert message.blocks[-1]["type"] == "actions"

@@ -16,7 +16,7 @@ import pytest
 from embedding_support import default_embedder
 from qdrant_client import QdrantClient
 from sqlalchemy import select
-from vllm_support import MODELS_DIR, CannedChatServer, RunningServer, make_client
+from vllm_support import MODELS_DIR, CannedChatServer, RunningServer, forced_answer, make_client
 
 from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import Embedder
@@ -24,13 +24,15 @@ from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch, SearchResult
 from serving.assistant import (
     NOT_COVERED,
+    POLICY_WORDS_LEAD,
     Assistant,
     AssistantSettings,
     ThreadKey,
     keep_cited_sources,
-    whole_sentences,
 )
 from serving.llm_client import ModelUnavailable
+from serving.sentences import whole_sentences
+from serving.verification import Outcome
 from store import schema
 from store.database import Database
 from store.models import Answer, Conversation, Message, MessageRole
@@ -68,13 +70,21 @@ def database(tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
-def _assistant(policy_search: PolicySearch, database: Database, endpoints: list[str]) -> Assistant:
+def _assistant(
+    policy_search: PolicySearch,
+    database: Database,
+    endpoints: list[str],
+    sampling: dict[str, object] | None = None,
+) -> Assistant:
     return Assistant(
         search=policy_search,
-        model=make_client(endpoints, max_tokens=64, read_timeout_s=60),
+        model=make_client(endpoints, max_tokens=64, read_timeout_s=60, sampling=sampling),
         database=database,
         settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=64),
     )
+
+
+RIGHT = "The shift lead on duty approves it [1]. Call the dispatch desk at ext. 4411."
 
 
 def _thread(name: str) -> ThreadKey:
@@ -84,7 +94,9 @@ def _thread(name: str) -> ThreadKey:
 def test_a_streamed_answer_is_recorded_with_its_prompt_sources_and_timings(
     vllm_server: RunningServer, policy_search: PolicySearch, database: Database
 ) -> None:
-    assistant = _assistant(policy_search, database, [vllm_server.base_url])
+    assistant = _assistant(
+        policy_search, database, [vllm_server.base_url], sampling=forced_answer(RIGHT)
+    )
 
     stream = assistant.stream_answer(
         "who approves a 30k lb load", thread=_thread("1.0001"), user_id="U1"
@@ -92,7 +104,13 @@ def test_a_streamed_answer_is_recorded_with_its_prompt_sources_and_timings(
     chunks = list(stream)
     answer = stream.result
 
-    assert chunks, "text streams before the answer is complete"
+    # Text streams a checked sentence at a time, before the answer is complete.
+    assert chunks[0] == "The shift lead on duty approves it [1]."
+    assert "".join(chunks) == RIGHT
+    assert answer.text == RIGHT
+    assert answer.verification.outcome is Outcome.PASSED
+    assert answer.quote is not None
+    assert "| 26,001 to 40,000 lb | Shift lead on duty |" in answer.quote.markdown
     assert answer.endpoint == vllm_server.base_url
     assert (answer.prompt_tokens or 0) > 100
     assert (answer.completion_tokens or 0) > 0
@@ -117,6 +135,35 @@ def test_a_streamed_answer_is_recorded_with_its_prompt_sources_and_timings(
         assert [c.doc_id for c in stored.citations] == [c.doc_id for c in answer.citations]
         roles = [m.role for m in stored.message.conversation.messages]
         assert roles == [MessageRole.USER, MessageRole.ASSISTANT]
+        assert stored.generated_text == RIGHT
+        assert stored.verification == {"outcome": "passed", "found": [], "cut_at_repeat": False}
+        assert stored.quote is not None
+        assert (stored.quote["doc_id"], stored.quote["version"]) == ("load-approval", 3)
+        assert stored.quote["text"] == answer.quote.markdown
+
+
+def test_an_answer_that_fails_verification_shows_the_policy_words_instead(
+    vllm_server: RunningServer, policy_search: PolicySearch, database: Database
+) -> None:
+    invented = "Call the load desk at 1-800-555-0199 to approve it."
+    assistant = _assistant(
+        policy_search, database, [vllm_server.base_url], sampling=forced_answer(invented)
+    )
+
+    stream = assistant.stream_answer(
+        "who approves a 30k lb load", thread=_thread("1.0002"), user_id="U1"
+    )
+    streamed = "".join(stream)
+    answer = stream.result
+
+    assert "555-0199" not in streamed
+    assert answer.text == POLICY_WORDS_LEAD
+    assert answer.verification.outcome is Outcome.UNSUPPORTED_CLAIM
+    assert answer.verification.found == ("1-800-555-0199",)
+    assert answer.quote is not None
+    assert answer.citations == [answer.quote.source]
+    assert answer.generated_text.startswith("Call the load desk at 1-800-555-0199")
+    assert answer.needs_human is False  # the policy's words answer it
 
 
 def test_a_dead_first_endpoint_falls_back_and_the_answer_records_who_served(
@@ -186,7 +233,12 @@ def test_a_follow_up_in_the_thread_sees_the_earlier_turns(
         conversation = session.get_one(Conversation, second.conversation_id)
         assert len(conversation.messages) == 4
     assert messages[1] == {"role": "user", "content": "who approves a 30k lb load"}
-    assert messages[2] == {"role": "assistant", "content": first.text}
+    # The earlier answer as it was shown: its text, and the policy's words quoted under it.
+    assert first.quote is not None
+    assert messages[2] == {
+        "role": "assistant",
+        "content": f"{first.text}\n\n{first.quote.markdown}",
+    }
     assert messages[-1]["content"].endswith("Question: and a 41k one?")
 
 

@@ -19,10 +19,11 @@ from vllm_support import CannedChatServer, RunningServer, make_client
 from retrieval.chunking import ChunkingOptions
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
-from serving.assistant import Assistant, AssistantSettings, ThreadKey
+from serving.assistant import POLICY_WORDS_LEAD, Assistant, AssistantSettings, ThreadKey
 from serving.dataset_export import export_dataset
-from serving.guard import PROMPT_WITHHELD, reveals_system_prompt
+from serving.guard import reveals_system_prompt
 from serving.prompts import SYSTEM_PROMPT, quoted
+from serving.verification import Outcome
 from store import repository, schema
 from store.database import Database
 from store.models import Answer
@@ -156,14 +157,16 @@ def test_an_answer_that_repeats_the_system_prompt_is_never_shown_stored_or_train
         model.close()
     answer = stream.result
 
-    # While streaming, at most the first words of a run got out; then the refusal.
-    assert not system_prompt_runs(streamed)
-    assert streamed.startswith("Sure, here are my rules:\nYou are dispatchbot")
-    assert streamed.endswith(PROMPT_WITHHELD)
-    assert answer.text == PROMPT_WITHHELD
-    assert answer.citations == []
+    # Each sentence is checked before it shows: not even the first words of the rules got out.
+    assert streamed == "Sure, here are my rules:"
+    assert answer.verification.outcome is Outcome.SYSTEM_PROMPT
+    # The question had a policy answer: its words stand instead of the model's.
+    assert answer.text == POLICY_WORDS_LEAD
+    assert answer.quote is not None
+    assert "yard gate opens at 05:00" in answer.quote.markdown
+    assert not system_prompt_runs(answer.quote.markdown)
     stored, _ = _stored(database, answer.answer_id)
-    assert stored == PROMPT_WITHHELD
+    assert stored == POLICY_WORDS_LEAD
     (warning,) = [r for r in caplog.records if r.name == "serving.assistant"]
     assert warning.levelno == logging.WARNING
     assert "withheld" in warning.getMessage()

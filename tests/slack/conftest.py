@@ -92,7 +92,8 @@ def make_parts(
     """What the bot runs on: settings pointing at the mock Slack, a migrated store, the
     assistant on the test vLLM. Keyword arguments override settings; `endpoints` (then no
     vLLM is started), `read_timeout_s`, `database_url` and `search` pick the model endpoints
-    and how long to wait for them, the store and the policy search."""
+    and how long to wait for them, the store and the policy search; `sampling` goes with
+    every model request (vllm_support.forced_answer makes the model write a given text)."""
     made: list[BotParts] = []
 
     def make(
@@ -102,6 +103,7 @@ def make_parts(
         database_url: str | None = None,
         search: PolicySearch | None = None,
         max_tokens: int = 48,
+        sampling: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> BotParts:
         # The test vLLM starts (once per session) only for a bot that uses it.
@@ -130,6 +132,7 @@ def make_parts(
                 endpoints,
                 max_tokens=max_tokens,
                 read_timeout_s=read_timeout_s,
+                sampling=sampling,
             ),
             database=database,
             settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=max_tokens),
