@@ -21,6 +21,7 @@ PARTS = {
     "store": "bench.store_writes",
     "serving": "bench.serving_concurrency",
     "answer": "bench.answer_path",
+    "answers": "bench.answer_quality",
     "slack": "bench.slack_load",
     "training": "bench.training_speed",
 }

@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
+from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of, stderr
+from bot.commands.model import ensure_local_model
 from bot.commands.retrieval import policy_store
-from bot.services import Services
+from bot.services import Services, assistant_settings
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
 from retrieval.evaluate import ModeScores, evaluate_retrieval, read_labelled_set
 from retrieval.search import PolicySearch
+from serving.answer_quality import (
+    AnswerQualityReport,
+    LabelledQuestion,
+    LabelledSetError,
+    evaluate_answers,
+    prompt_support,
+    read_labelled_questions,
+    spread,
+)
+from serving.assistant import Assistant, AssistantAnswer
+from serving.claims import SupportIndex
 from serving.evaluation import (
     EvalItem,
     Gate,
@@ -31,9 +47,11 @@ from serving.evaluation import (
     scores_json,
 )
 from serving.llm_client import ModelClient, ModelError
-from serving.promotion import PromotionError, active_versions, make_servable
-from store.models import ModelVersion
+from serving.promotion import PromotedAdapter, PromotionError, active_versions, make_servable
+from store.database import Database
+from store.models import Answer, ModelVersion
 from store.repository import find_model_version
+from store.schema import upgrade
 from store.types import utcnow
 
 app = typer.Typer(
@@ -101,6 +119,128 @@ def _as_json(scores: list[ModeScores], file: Path, k: int) -> dict[str, object]:
             for score in scores
         },
     }
+
+
+DEFAULT_ANSWER_SET = Path("examples/eval/answers.jsonl")
+
+
+@app.command("answers")
+def evaluate_answers_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="JSON Lines of labelled questions: id, kind, question, thread, doc_id, "
+            "section and facts (see examples/eval/answers.jsonl).",
+        ),
+    ] = DEFAULT_ANSWER_SET,
+    count: int | None = typer.Option(
+        None, "-n", min=1, help="Answer only N questions, taking each kind in turn."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON, with every answer's scores."),
+) -> None:
+    """Answer a labelled set through the whole answering path and score what people see.
+
+    Facts present, unsupported claims, repetition, refusals and time, for the answer as
+    shown and for the model's own text before verification. The conversations go to a
+    scratch database, never to the store. Starts the local vLLM first when needed.
+    """
+    settings = settings_of(ctx)
+    try:
+        questions = spread(read_labelled_questions(file), count)
+    except LabelledSetError as error:
+        fail(str(error))
+    with command_services(settings) as services, scratch_database() as scratch:
+        ensure_local_model(settings)
+        assistant = Assistant(
+            search=services.search,
+            model=ModelClient.from_settings(settings, PromotedAdapter(services.database)),
+            database=scratch,
+            settings=assistant_settings(settings),
+        )
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            console=stderr, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("answering", total=len(questions))
+
+            def advance(_: LabelledQuestion) -> None:
+                progress.advance(task)
+
+            try:
+                result = evaluate_answers(
+                    assistant, questions, support_of=stored_support(scratch), progress=advance
+                )
+            except ModelError as error:
+                fail(str(error), EXIT_UNAVAILABLE)
+    if as_json:
+        typer.echo(json.dumps(result.to_json() | {"file": str(file)}, indent=2))
+        return
+    console.print(answer_quality_table(result))
+    console.print(
+        f"{result.questions} questions from {file} ({result.covered} covered, "
+        f"{result.uncovered} not); verification: "
+        + ", ".join(f"{outcome} {n}" for outcome, n in result.verification.items()),
+        highlight=False,
+        markup=False,
+    )
+
+
+def answer_quality_table(result: AnswerQualityReport) -> Table:
+    """The figures for what people see beside the model's own text."""
+    served = result.adapter or result.model
+    table = Table("measure", "shown to people", "model's own text", title=f"answers by {served}")
+    shown, generated = result.shown, result.generated
+    rows = [
+        (
+            "expected facts present (covered)",
+            shown.facts_present,
+            generated.facts_present,
+            "{:.0%}",
+        ),
+        ("expected facts found (all facts)", shown.facts_recall, generated.facts_recall, "{:.0%}"),
+        ("answers with unsupported claims", shown.unsupported, generated.unsupported, "{}"),
+        ("answers repeating a sentence", shown.repeating, generated.repeating, "{}"),
+        ("covered questions refused", shown.covered_refused, generated.covered_refused, "{:.0%}"),
+        (
+            "uncovered questions answered",
+            shown.uncovered_answered,
+            generated.uncovered_answered,
+            "{}",
+        ),
+    ]
+    for label, ours, theirs, form in rows:
+        table.add_row(label, form.format(ours), form.format(theirs))
+    table.add_row("policy's words alone hold the facts", f"{result.quote_facts_present:.0%}", "")
+    table.add_row(
+        "seconds to the final text",
+        f"median {result.median_seconds:.1f}, p95 {result.p95_seconds:.1f}",
+        "",
+    )
+    return table
+
+
+def stored_support(database: Database) -> Callable[[AssistantAnswer], SupportIndex]:
+    """What an answer's claims may come from, read from the prompt stored with it."""
+
+    def support(answer: AssistantAnswer) -> SupportIndex:
+        with database.transaction() as session:
+            return prompt_support(session.get_one(Answer, answer.answer_id).prompt)
+
+    return support
+
+
+@contextmanager
+def scratch_database() -> Iterator[Database]:
+    """A migrated SQLite database in a temporary folder, gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix="dispatchbot-eval-") as folder:
+        database = Database(f"sqlite:///{folder}/evaluation.db")
+        try:
+            upgrade(database)
+            yield database
+        finally:
+            database.dispose()
 
 
 DEFAULT_UNANSWERABLE_SET = Path("examples/eval/unanswerable.jsonl")
