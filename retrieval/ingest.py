@@ -25,7 +25,7 @@ from retrieval.embedding import Embedder
 from retrieval.errors import UnreadableDocumentError
 from retrieval.loaders import load_document
 from retrieval.payload import ChunkPayload, point_id
-from retrieval.sparse import document_vector
+from retrieval.sparse import defined_acronyms, document_vector
 from retrieval.versions import (
     StoredVersion,
     local_today,
@@ -157,9 +157,14 @@ def ingest_files(
     return IngestReport(tuple(outcomes[path] for path in files if path in outcomes))
 
 
+# Raised whenever the keyword terms of a chunk change (retrieval/sparse.py), so that ingest
+# rebuilds the stored chunks of unchanged documents.
+KEYWORDS_VERSION = "k2"
+
+
 def index_signature(model: str, chunking: ChunkingOptions) -> str:
     """What the stored chunks depend on besides the text: the model and the chunk settings."""
-    return f"{model}|{chunking.max_tokens}|{chunking.overlap_tokens}"
+    return f"{model}|{chunking.max_tokens}|{chunking.overlap_tokens}|{KEYWORDS_VERSION}"
 
 
 def _decide(
@@ -264,12 +269,15 @@ def version_points(
     The registry counts a version as stored once its chunk 0 exists, so chunk 0 comes last:
     a run that dies half-way leaves no version that looks complete.
     """
+    acronyms = " ".join(defined_acronyms(chunk.text for chunk in chunks))
     points = [
         models.PointStruct(
             id=point_id(record.doc_id, record.version, chunk.index),
             vector={
                 DENSE_VECTOR: vector,
-                SPARSE_VECTOR: document_vector(chunk.embedding_text()),
+                # A term the document defines ("Service Level Agreements (SLAs)") is what the
+                # whole document is searched by, not only the paragraph that defines it.
+                SPARSE_VECTOR: document_vector(f"{chunk.embedding_text()}\n{acronyms}"),
             },
             payload=ChunkPayload(
                 doc_id=record.doc_id,

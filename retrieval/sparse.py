@@ -6,7 +6,8 @@ vector is configured with `Modifier.IDF`, so it stays right as documents come an
 A query's vector is 1.0 per distinct term, which makes Qdrant's dot product the BM25 score.
 
 Terms are lower-cased words and numbers ("40,000" and "40000" are one term), minus English
-stop words, reduced by the Snowball English stemmer ("approves", "approval" → "approv").
+stop words, reduced by the Snowball English stemmer ("approves", "approval" → "approv");
+"priority 1" also gives "p1", the way service desks write it.
 Each term maps to a stable 32-bit index, a hash of the term, so no vocabulary is stored.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 
 import snowballstemmer
@@ -27,6 +29,10 @@ B = 0.75
 AVERAGE_CHUNK_TERMS = 50.0
 
 _THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}\b)")
+# Words, then an acronym of their initials in brackets: "bill of lading (BOL)", "(SLAs)".
+_DEFINED_ACRONYM = re.compile(r"((?:[A-Za-z][\w-]*\s+){1,6})\(([A-Z]{2,6})s?\)")
+# "priority 1" and "priority-1" are what service desks write as P1: both give the term "p1".
+_PRIORITY = re.compile(r"\bpriority[\s-]*(\d)\b")
 _TERM = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 
 # A common English list; questions are short, so only words that carry no topic go.
@@ -49,9 +55,22 @@ def _stemmer() -> snowballstemmer.stemmer:
 
 def terms(text: str) -> list[str]:
     """The index terms of `text`, in order, repeats kept."""
-    words = _TERM.findall(_THOUSANDS_SEPARATOR.sub("", text.lower()))
+    lowered = _PRIORITY.sub(r"\g<0> p\1", text.lower())
+    words = _TERM.findall(_THOUSANDS_SEPARATOR.sub("", lowered))
     kept = [word for word in words if word not in STOP_WORDS]
     return _stemmer().stemWords(kept)
+
+
+def defined_acronyms(texts: Iterable[str]) -> list[str]:
+    """The acronyms `texts` define, "Service Level Agreements (SLAs)" giving "SLA", in order."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for match in _DEFINED_ACRONYM.finditer(text):
+            words, acronym = match.group(1).split(), match.group(2)
+            initials = "".join(word[0] for word in words[-len(acronym) :]).upper()
+            if len(words) >= len(acronym) and initials == acronym:
+                found.setdefault(acronym, None)
+    return list(found)
 
 
 def term_index(term: str) -> int:

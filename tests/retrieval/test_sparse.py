@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retrieval.sparse import document_vector, query_vector, term_index, terms
+from retrieval.sparse import defined_acronyms, document_vector, query_vector, term_index, terms
 
 
 def test_terms_are_stemmed_lower_case_words_without_stop_words() -> None:
@@ -46,3 +46,18 @@ def test_term_indices_are_stable_32_bit_numbers() -> None:
     assert term_index("approv") == term_index("approv")
     assert term_index("approv") != term_index("load")
     assert all(0 <= term_index(term) < 2**32 for term in ("a", "approv", "x" * 100))
+
+
+def test_a_priority_written_out_is_the_code_service_desks_write() -> None:
+    assert "p1" in terms("SLA on a priority-1 reefer ticket")
+    assert "p2" in terms("Priority 2")
+    assert terms("P3") == ["p3"]
+
+
+def test_acronyms_a_document_defines_are_found_by_their_initials() -> None:
+    texts = [
+        "These service level agreements (SLAs) set the response targets.",
+        "The driver signs the bill of lading (BOL). Notes on the delivery receipt (POD).",
+    ]
+    # POD's initials are not those of the words before it: no definition.
+    assert defined_acronyms(texts) == ["SLA", "BOL"]
