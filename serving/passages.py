@@ -23,25 +23,34 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from retrieval.search import SearchResult
-from retrieval.sparse import terms
+from retrieval.sparse import defined_acronyms, terms
 from serving.sentences import split_sentences
 
 Similarity = Callable[[str, Sequence[str]], Sequence[float]]
 
 CANDIDATE_SECTIONS = 5
+SECTION_UNITS = 2  # how many of a section's best units count for the section
+SECTION_MEANING_WEIGHT = 0.0
 # A section this short is quoted whole; a longer one down to its best units.
 WHOLE_SECTION_CHARS = 0
 QUOTE_BUDGET_CHARS = 400
 # A list of at most this many items is a procedure to keep whole when any item is chosen.
 WHOLE_LIST_ITEMS = 6
 DENSE_WEIGHT = 1.0
-HEADING_WEIGHT = 0.5
+HEADING_WEIGHT = 1.5
 RANGE_BONUS = 0.5
 RANK_PRIOR = 0.0  # taken off per place lower in the retrieval ranking
+# A "Changes from version 2" section names the old rule beside the new one: it answers what
+# changed, and is quoted for anything else only when nothing else comes close.
+CHANGE_LOG_WEIGHT = 0.5
+_CHANGE_LOG = re.compile(r"\b(?:changes?|change log|revision history|what'?s new)\b", re.I)
+_ABOUT_CHANGES = re.compile(
+    r"\b(?:chang\w*|new|old|used to|previous\w*|before|still|updat\w*|revis\w*|now)\b", re.I
+)
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
@@ -194,16 +203,23 @@ def select_passage(
         if similarity is not None
         else [0.0] * len(units)
     )
+    headings = _headings(candidates)
     scores, in_range = [], []
     for unit, cosine in zip(units, cosines, strict=True):
         source, block = candidates[unit.rank], blocks[unit.rank][unit.block]
-        score = asked.share(terms(unit.text)) + HEADING_WEIGHT * asked.share(terms(source.section))
+        score = asked.share(terms(unit.text)) + HEADING_WEIGHT * asked.share(headings[unit.rank])
+        if block.kind is BlockKind.TABLE and block.header:
+            # A row is read under its column names: "Priority | First response" files the row
+            # "P1 | 10 minutes" under a question about a priority's response.
+            score += HEADING_WEIGHT * asked.share(terms(block.header))
         score += DENSE_WEIGHT * max(0.0, cosine)
         in_range.append(block.kind is BlockKind.TABLE and _row_holds(unit.text, asked.numbers))
         if in_range[-1]:
             score += RANGE_BONUS
+        if _is_change_log(source.section) and not asked.about_changes:
+            score *= CHANGE_LOG_WEIGHT
         scores.append(score - RANK_PRIOR * unit.rank)
-    best = max(range(len(units)), key=scores.__getitem__)
+    best = _best_unit(units, scores, candidates)
     if scores[best] <= 0.0:
         return None  # no keyword in common, nothing close in meaning
     top, source, section_blocks = (
@@ -220,6 +236,39 @@ def select_passage(
         return Passage(source, (quoted,), scores[best], other_rows=others)
     section = [(u, score) for u, score in zip(units, scores, strict=True) if u.rank == top.rank]
     return _passage(source, section_blocks, section, scores[best])
+
+
+def _headings(sources: Sequence[SearchResult]) -> list[list[str]]:
+    """The terms each section is filed under: its heading path, and the acronyms its document
+    defines ("Service Level Agreements (SLAs)" files every section of it under "SLA")."""
+    texts: dict[str, list[str]] = {}
+    for source in sources:
+        texts.setdefault(source.doc_id, []).append(source.text)
+    acronyms = {doc_id: " ".join(defined_acronyms(found)) for doc_id, found in texts.items()}
+    return [terms(f"{source.section} {acronyms[source.doc_id]}") for source in sources]
+
+
+def _is_change_log(section: str) -> bool:
+    return bool(_CHANGE_LOG.search(section.split(" > ")[-1]))
+
+
+def _best_unit(
+    units: Sequence[_Unit], scores: Sequence[float], sources: Sequence[SearchResult]
+) -> int:
+    """The best unit of the best section: a section is as good as its SECTION_UNITS best
+    units together, so one stray keyword match does not outweigh a section on the topic."""
+    by_section: dict[int, list[float]] = {}
+    for unit, score in zip(units, scores, strict=True):
+        by_section.setdefault(unit.rank, []).append(score)
+    strength = {
+        rank: sum(sorted(found, reverse=True)[:SECTION_UNITS])
+        + SECTION_MEANING_WEIGHT * sources[rank].relevance
+        for rank, found in by_section.items()
+    }
+    rank = max(strength, key=strength.__getitem__)
+    return max(
+        (index for index, unit in enumerate(units) if unit.rank == rank), key=scores.__getitem__
+    )
 
 
 def _same(unit: _Unit, other: _Unit) -> bool:
@@ -246,8 +295,11 @@ def _passage(
         if block.kind is BlockKind.LIST and len(block.units) <= WHOLE_LIST_ITEMS:
             indexes = set(range(len(block.units)))
         units = tuple(unit for index, unit in enumerate(block.units) if index in indexes)
+        if block.lead_in and kept and kept[-1].units[-1] == block.lead_in:
+            # The list brings the sentence that introduces it: it must not show twice.
+            kept[-1] = replace(kept[-1], units=kept[-1].units[:-1])
         kept.append(Block(block.kind, units, block.header, block.lead_in))
-    return Passage(source=source, blocks=tuple(kept), score=best)
+    return Passage(source=source, blocks=tuple(block for block in kept if block.units), score=best)
 
 
 @dataclass(frozen=True)
@@ -255,6 +307,7 @@ class _Asked:
     weights: dict[str, float]  # the question's terms with their weight in the score
     total: float
     numbers: tuple[tuple[float, str | None], ...]  # with their units, if given
+    about_changes: bool  # asks what changed, or how it used to be
 
     @classmethod
     def of(cls, question: str, earlier: str | None, rarity: Callable[[str], float]) -> _Asked:
@@ -262,7 +315,8 @@ class _Asked:
         for term in terms(earlier or ""):
             weights.setdefault(term, rarity(term) * 0.5)
         numbers = _numbers(question) or _numbers(earlier or "")
-        return cls(weights, sum(weights.values()), numbers)
+        about_changes = bool(_ABOUT_CHANGES.search(question))
+        return cls(weights, sum(weights.values()), numbers, about_changes)
 
     def share(self, unit_terms: Sequence[str]) -> float:
         if not self.total:

@@ -234,3 +234,15 @@ def test_a_quote_never_cuts_a_row_or_a_sentence() -> None:
     rows = passage.markdown.splitlines()[2:]
     assert rows
     assert all(row.startswith("| Item number") and row.endswith("|") for row in rows)
+
+
+def test_the_sentence_that_introduces_a_list_shows_once() -> None:
+    long_updates = UPDATES + "\n\n" + TIMING  # long enough to be trimmed
+    passage = select_passage(
+        "how often do i update the customer on a p2 ticket",
+        [_source(long_updates, "SLAs > Update cadence")],
+        similarity=_no_meaning,
+    )
+
+    assert passage is not None
+    assert passage.markdown.count("the owner updates the customer at least:") == 1
