@@ -33,6 +33,7 @@ demo: migrate model
 	$(BIN)/dispatchbot ask "who approves a 30,000 lb load?"
 	$(BIN)/dispatchbot ask "what's the SLA on a priority-1 reefer ticket?"
 	$(BIN)/dispatchbot ask "reefer temp alarm going off on my trailer, what do i do"
+	$(BIN)/dispatchbot evaluate answers -n 20
 	@echo "The local model keeps running for more questions; stop it with: $(BIN)/dispatchbot model stop"
 
 # The store tests run on PostgreSQL too; start the machine's server if it is installed but down.
@@ -55,7 +56,7 @@ test: lint postgres model-setup
 	$(BIN)/pytest
 
 # Benchmarks (not part of `make test`): every part, or one with `make bench-PART`
-# (embeddings, retrieval, store, serving, answer, slack, training). Results: bench/results/.
+# (embeddings, retrieval, store, serving, answer, answers, slack, training). Results: bench/results/.
 bench: postgres model-setup
 	$(BIN)/python -m bench all
 

@@ -49,6 +49,7 @@ def assistant_settings(settings: Settings) -> AssistantSettings:
         history_turns=settings.answer_history_turns,
         prompt_sources=settings.answer_prompt_sources,
         min_answer_closeness=settings.answer_min_closeness,
+        min_answer_grounding=settings.answer_min_grounding,
         redact_before_model=settings.redact_before_model,
     )
 

@@ -30,6 +30,7 @@ from serving.verification import (
     Outcome,
     RowCheck,
     Verification,
+    grounded_share,
     is_refusal,
 )
 from store import repository
@@ -74,6 +75,8 @@ class AssistantSettings:
     prompt_sources: int = 3  # how many retrieved sections the model reads
     # Below this cosine of answer and quoted passage, the answer is not about the policy.
     min_answer_closeness: float = 0.35
+    # Below this share of its words in the question or the quoted passage, it made them up.
+    min_answer_grounding: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,8 @@ class Assistant:
         verification = gate.verdict()
         if verification.passed:
             text, cited = keep_cited_sources(gate.released, prompt.sources)
-            verification = self._check_whole(text, passage, verification)
+            asked = [question, *(t.text for t in turn.history if t.role == "user")]
+            verification = self._check_whole(asked, text, passage, verification)
         if verification.outcome is Outcome.SYSTEM_PROMPT:
             # Logged without the text: it may hold the rules, or the question's personal data.
             logger.warning(
@@ -328,16 +332,25 @@ class Assistant:
         )
 
     def _check_whole(
-        self, text: str, passage: Passage | None, verification: Verification
+        self,
+        asked: Sequence[str],
+        text: str,
+        passage: Passage | None,
+        verification: Verification,
     ) -> Verification:
-        """The checks only a whole answer allows: it says something, and it is about what
-        the policy's words it rests on say."""
+        """The checks only a whole answer allows: it says something, and, unless it says the
+        policy does not cover the question, it means what the policy's words under it say
+        and mostly uses their words or the asker's (`asked`: the questions of the thread)."""
         if not text:  # citation marks and nothing else
             return Verification(Outcome.EMPTY)
-        if passage is not None:
-            (closeness,) = self._search.similarities(text, [passage.markdown])
-            if closeness < self._settings.min_answer_closeness:
-                return Verification(Outcome.OFF_TOPIC, (f"{closeness:.2f}",))
+        if passage is None or is_refusal(text):
+            return verification
+        (closeness,) = self._search.similarities(text, [passage.markdown])
+        if closeness < self._settings.min_answer_closeness:
+            return Verification(Outcome.OFF_TOPIC, (f"{closeness:.2f}",))
+        grounded = grounded_share(text, [*asked, passage.markdown])
+        if grounded < self._settings.min_answer_grounding:
+            return Verification(Outcome.UNGROUNDED, (f"{grounded:.2f}",))
         return verification
 
     def _record_question(

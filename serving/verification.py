@@ -41,6 +41,13 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]+")
+# Words of the house voice itself, which no policy needs to hold.
+_VOICE_TERMS = frozenset(
+    terms(
+        "yes no you your need needs must can may should ask call check contact tell dispatcher "
+        "supervisor policy please sure answer question"
+    )
+)
 _CITATION_MARK = re.compile(r"\[\d{1,2}\]")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+")
 
@@ -54,6 +61,7 @@ class Outcome(StrEnum):
     REPETITION = "repetition"
     SYSTEM_PROMPT = "system_prompt"
     OFF_TOPIC = "off_topic"  # not close in meaning to the policy's words it rests on
+    UNGROUNDED = "ungrounded"  # most of its words are in neither the question nor the quote
     EMPTY = "empty"
     NOT_GENERATED = "not_generated"  # no model call: not covered, or answered otherwise
 
@@ -209,6 +217,16 @@ class AnswerGate:
             self._seen.append(frozenset(words))
             self._seen_keys.add(" ".join(words))
         return True
+
+
+def grounded_share(text: str, grounds: Sequence[str]) -> float:
+    """The share of `text`'s words (stemmed; numbers left to the claims check) that `grounds`
+    or the house voice also use: what an answer says beyond them, it made up."""
+    words = [term for term in terms(text) if not term[0].isdigit()]
+    if not words:
+        return 1.0
+    known = _VOICE_TERMS.union(*(terms(ground) for ground in grounds))
+    return sum(word in known for word in words) / len(words)
 
 
 def is_refusal(text: str) -> bool:

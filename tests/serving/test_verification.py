@@ -9,7 +9,7 @@ import pytest
 from serving.claims import SupportIndex
 from serving.prompts import SYSTEM_PROMPT
 from serving.sentences import sentence_ends, split_sentences, whole_sentences
-from serving.verification import AnswerGate, Outcome, RowCheck, repeated_sentence
+from serving.verification import AnswerGate, Outcome, RowCheck, grounded_share, repeated_sentence
 
 SOURCES = [
     "who approves a 30,000 lb load?",
@@ -189,3 +189,15 @@ def test_an_unsupported_number_fails_before_its_sentence_ends() -> None:
 
     assert gate.done
     assert gate.verdict().found == ("1-800-228-1233",)
+
+
+def test_grounding_is_the_share_of_words_the_question_or_the_quote_hold() -> None:
+    quote = "| 26,001 to 40,000 lb | Shift lead on duty | Dispatch desk, ext. 4411 |"
+    asked = ["who approves a 30,000 lb load?"]
+
+    assert (
+        grounded_share("The shift lead on duty approves it; call the desk.", [*asked, quote]) == 1
+    )
+    made_up = "You just got pulled over for a DUI, stay calm and wait for the officer."
+    assert grounded_share(made_up, [*asked, quote]) < 0.2
+    assert grounded_share("30,000 lb.", asked) == 1  # numbers are the claims check's business
