@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -360,6 +361,45 @@ def test_ask_prints_a_cited_answer_as_json_and_fails_clearly_without_a_model(
     assert set(answer["citations"][0]) >= {"doc_id", "title", "section", "version", "score"}
     assert answer["needs_human"] is False
     assert answer["model"] == "smollm2-135m-instruct"
+    # The policy's own words, and what verification made of the model's text.
+    assert answer["quote"]["doc_id"] == "load-approval"
+    assert "Shift lead on duty" in answer["quote"]["text"]
+    assert set(answer["quote"]) >= {"text", "doc_id", "section", "version"}
+    assert answer["verification"]["outcome"] in {o.value for o in Outcome}
+
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(
+        json.dumps(
+            {
+                "id": "load-30k",
+                "kind": "table",
+                "question": "who approves a 30k lb load",
+                "doc_id": "load-approval",
+                "section": "Approval by weight",
+                "facts": [["shift lead"], ["4411"]],
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "wifi", "kind": "uncovered", "question": "wifi password?"})
+        + "\n",
+        encoding="utf-8",
+    )
+    evaluated = run(
+        "evaluate", "answers", "--file", str(labelled), "--json",
+        LLM_BASE_URL=vllm_server.base_url,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert (report["questions"], report["covered"], report["uncovered"]) == (2, 1, 1)
+    assert report["shown"]["unsupported"] == 0
+    assert report["model"] == "smollm2-135m-instruct"
+    assert [row["id"] for row in report["answers"]] == ["load-30k", "wifi"]
+    # Evaluating writes nothing to the store: only the answer `ask` gave is there.
+    with sqlite3.connect(tmp_path / "data" / "dispatchbot.db") as store:
+        assert store.execute("SELECT count(*) FROM answers").fetchone() == (1,)
+    bad = run("evaluate", "answers", "--file", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2
+    assert "cannot read" in bad.stderr
 
     down = run("ask", "who approves a 30k lb load", LLM_BASE_URL=dead_endpoint)
     assert down.returncode == 3

@@ -222,3 +222,13 @@ def test_only_a_run_of_eight_words_of_the_rules_withholds_an_answer(
     answer: str, withheld: bool
 ) -> None:
     assert reveals_system_prompt(answer) is withheld
+
+
+def test_no_approved_answer_in_the_house_voice_is_taken_for_the_rules() -> None:
+    # Ordinary answers say "ask a dispatcher or supervisor" and "the sources do not cover it"
+    # all the time: the guard must let every one of them through.
+    seed = Path(__file__).resolve().parents[2] / "examples" / "training" / "seed.jsonl"
+    answers = [json.loads(line)["answer"] for line in seed.read_text("utf-8").splitlines()]
+
+    assert len(answers) > 200
+    assert [answer for answer in answers if reveals_system_prompt(answer)] == []
