@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> BenchResult:
     from bench.slack_harness import model_url
     from retrieval.chunking import ChunkingOptions
     from retrieval.embedding import load_embedder_for
-    from retrieval.ingest import collect_files, ingest_files
+    from retrieval.ingest import ingest_files
+    from retrieval.loaders import collect_files
     from retrieval.search import PolicySearch
     from serving.answer_quality import read_labelled_questions, spread
     from store.settings import Settings

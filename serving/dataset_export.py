@@ -71,8 +71,7 @@ class Skip(StrEnum):
     """Why something in the store (or the seed) is not a row."""
 
     NOT_GENERATED = "not generated"  # the "not covered" reply: no model saw a prompt
-    # The user saw a fixed text or the policy's own words, not what the model wrote.
-    CANNED_REPLY = "canned reply"
+    CANNED_REPLY = "canned reply"  # the user saw a fixed text, not what the model wrote
     EMPTY_ANSWER = "empty answer"
     UNREADABLE_PROMPT = "unreadable prompt"  # answers.prompt is not a JSON list of messages
     ESCALATED_THREAD = "escalated thread"  # answered after the thread went to people
@@ -386,7 +385,7 @@ def _read_store(
                 id=row.id,
                 conversation=conversations[row.conversation_id],
                 conversation_id=row.conversation_id,
-                text=row.text,
+                text=_as_shown(row.text, row.quote),
                 prompt=_read_prompt(row.prompt),
                 model=row.model,
                 created_at=row.created_at,
@@ -401,6 +400,7 @@ def _read_store(
                     Answer.prompt,
                     Answer.model,
                     Answer.created_at,
+                    Answer.quote,
                     Message.text,
                     Message.conversation_id,
                 )
@@ -422,12 +422,21 @@ def _read_store(
     return answers, escalations, human_messages
 
 
+def _as_shown(text: str, quote: dict[str, Any] | None) -> str:
+    """An answer as the person saw and voted on it. Where the model's text failed
+    verification, that is the policy's words under a plain lead: what the model should have
+    written instead."""
+    if text == POLICY_WORDS_LEAD and quote and quote.get("text"):
+        return f"{text}\n\n{quote['text']}"
+    return text
+
+
 def _skip_reason(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]) -> Skip | None:
     if answer.model == NO_GENERATION:
         return Skip.NOT_GENERATED
     if not answer.text.strip():
         return Skip.EMPTY_ANSWER
-    if answer.text in (NOTHING_WRITTEN, PROMPT_WITHHELD, POLICY_WORDS_LEAD):
+    if answer.text in (NOTHING_WRITTEN, PROMPT_WITHHELD):
         return Skip.CANNED_REPLY
     if not answer.prompt:
         return Skip.UNREADABLE_PROMPT

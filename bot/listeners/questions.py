@@ -509,6 +509,8 @@ def stream_answer(
             shown += chunk
             reply.update(shown)
         answer = stream.result
+        if not shown:  # nothing passed its checks while streaming: the final text is the first
+            metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
         sources = [source_ref(result) for result in answer.citations]
         quote = quote_ref(answer.quote, answer.declined) if answer.quote is not None else None
         reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id, quote))

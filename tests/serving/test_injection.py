@@ -158,7 +158,7 @@ def test_an_answer_that_repeats_the_system_prompt_is_never_shown_stored_or_train
     answer = stream.result
 
     # Each sentence is checked before it shows: not even the first words of the rules got out.
-    assert streamed == "Sure, here are my rules:"
+    assert streamed.strip() == "Sure, here are my rules:"
     assert answer.verification.outcome is Outcome.SYSTEM_PROMPT
     # The question had a policy answer: its words stand instead of the model's.
     assert answer.text == POLICY_WORDS_LEAD
@@ -172,12 +172,13 @@ def test_an_answer_that_repeats_the_system_prompt_is_never_shown_stored_or_train
     assert "withheld" in warning.getMessage()
     assert not system_prompt_runs(warning.getMessage())
 
-    # Even with a 👍, the refusal is a fixed text, not something the model wrote: no row.
+    # With a 👍, what the person saw becomes the row: the policy's words, never the rules.
     with database.transaction() as session:
         repository.record_feedback(session, answer_id=answer.answer_id, user_id="U1", value=1)
-    report = export_dataset(database, tmp_path / "export", heldout_fraction=0.0)
-    assert report.skipped.get("canned reply") == 1
-    assert (tmp_path / "export" / "sft.train.jsonl").read_text("utf-8") == ""
+    export_dataset(database, tmp_path / "export", heldout_fraction=0.0)
+    rows = (tmp_path / "export" / "sft.train.jsonl").read_text("utf-8")
+    assert json.loads(rows)["messages"][-1]["content"].startswith(POLICY_WORDS_LEAD)
+    assert not system_prompt_runs(json.loads(rows)["messages"][-1]["content"])
 
 
 def test_asked_for_its_system_prompt_the_real_model_shows_and_stores_none_of_it(

@@ -184,7 +184,9 @@ def test_without_it_the_model_sees_the_question_as_written_and_the_export_redact
     report = export_dataset(database, tmp_path / "export", heldout_fraction=0.0)
 
     rows = (tmp_path / "export" / "sft.train.jsonl").read_text("utf-8")
-    assert "The shift lead on duty approves it [1]." in rows
+    with database.transaction() as session:
+        shown = session.get_one(Answer, answer_id).shown_text  # what the 👍 was given to
+    assert json.loads(rows.splitlines()[0])["messages"][-1]["content"] == shown
     assert not any(personal in rows for personal in PERSONAL)
     assert all(p in rows for p in ("[email]", "[phone]", "[card]", "[ssn]"))
     assert report.redactions >= 4

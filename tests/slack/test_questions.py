@@ -24,10 +24,17 @@ from slack_mock import (
     message,
 )
 from sqlalchemy import func, select
+from vllm_support import forced_answer
 
 from store.models import Answer, Citation, Message, SlackEvent
 
 COVERED = "who approves a 30,000 lb load?"
+STREAMED = (
+    "The shift lead on duty approves a 30,000 lb load [1]. "
+    "Reach the shift lead at the dispatch desk, ext. 4411. "
+    "The shift lead approves every load from 26,001 to 40,000 lb. "
+    "Call the dispatch desk when the shift lead is away."
+)
 FOLLOW_UP = "and if it is 41,000 lb?"
 QUIET_S = 1.5  # how long a test waits to be sure that nothing more reaches Slack
 
@@ -72,7 +79,9 @@ def ask_and_wait(bot: RunningBot, event: dict) -> tuple[SlackCall, SlackCall]:
 def test_a_mention_gets_a_placeholder_then_streamed_edits_then_the_cited_answer(
     start_bot: StartBot,
 ) -> None:
-    bot = start_bot()
+    # Sentences that pass their checks, each shown as it is written (the model is made to
+    # write them: what a 135M model writes on its own mostly fails them).
+    bot = start_bot(sampling=forced_answer(STREAMED), max_tokens=64)
     question = mention(COVERED)
 
     placeholder, final = ask_and_wait(bot, question)
@@ -226,7 +235,7 @@ def test_a_retried_event_is_answered_once(
 
 
 def test_acks_return_at_once_while_the_model_is_generating(start_bot: StartBot) -> None:
-    bot = start_bot(max_tokens=96)
+    bot = start_bot(sampling=forced_answer(STREAMED), max_tokens=96)
     first = mention(COVERED)
     started = time.monotonic()
     assert bot.send.event(event_callback(first)).status_code == 200

@@ -28,7 +28,7 @@ from bot.rate_limits import RateLimits, limit_reached
 from store.models import Message
 from store.types import utcnow
 
-ANSWER = "A load over 26,000 lb needs a dispatcher's approval [1]."
+ANSWER = "The shift lead on duty approves a 30,000 lb load [1]."
 QUIET_S = 0.5
 LIMITED = "dispatchbot_questions_rate_limited_total"
 

@@ -37,8 +37,8 @@ def _stored(bot: RunningBot, reply_ts: str) -> Answer:
         answer = session.scalars(
             select(Answer).join(Message).where(Message.slack_ts == reply_ts)
         ).one()
+        _ = answer.message.text  # loaded while the session is open
         session.expunge(answer)
-        _ = answer.message.text  # loaded before the session closes
         return answer
 
 
@@ -65,7 +65,8 @@ def test_an_unsupported_number_never_reaches_slack_and_the_policy_words_stand_in
     _assert_policy_words_under(final)
     stored = _stored(bot, placeholder.response["ts"])
     assert stored.message.text == POLICY_WORDS_LEAD  # what the person saw
-    assert stored.generated_text == INVENTED  # what the model wrote, for training
+    # What the model wrote, up to where it was stopped: the rest would have been replaced.
+    assert stored.generated_text.startswith("Call the load desk at 1-800-555-0199")
     assert stored.verification == {
         "outcome": "unsupported_claim",
         "found": ["1-800-555-0199"],
