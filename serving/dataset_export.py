@@ -138,6 +138,7 @@ def export_dataset(
     seed_rows: Sequence[SeedRow] | None = None,
     search: PolicySearch | None = None,
     search_k: int = 5,
+    prompt_sources: int = 3,
     context_tokens: int = 2048,
     reserved_for_answer: int = 512,
 ) -> ExportReport:
@@ -161,6 +162,7 @@ def export_dataset(
             seed_rows,
             search,
             k=search_k,
+            prompt_sources=prompt_sources,
             context_tokens=context_tokens,
             reserved_for_answer=reserved_for_answer,
         )
@@ -533,22 +535,26 @@ def seed_sft_rows(
     search: PolicySearch,
     *,
     k: int,
+    prompt_sources: int,
     context_tokens: int,
     reserved_for_answer: int,
 ) -> tuple[list[Row], Counter[str]]:
-    """SFT rows for a fresh install: each seed question with the prompt the bot would build.
+    """SFT rows for a fresh install: each seed question with a prompt shaped like the bot's.
 
-    Sources are retrieved as the bot retrieves them, and each `[doc-id]` marker becomes the
-    number of that document's first source in the prompt. A row citing a document the
-    prompt does not hold would teach citing what is not there: it is skipped.
+    The bot gives the model the section it quotes first, then the next best sections, up to
+    `prompt_sources`; a seed row gives it the best section of each document the answer
+    cites first, then the best of the rest as distractors, so training reads what serving
+    sends. Each `[doc-id]` marker becomes that source's number. A row citing a document
+    retrieval did not find would teach citing what is not there: it is skipped.
     """
     rows: list[Row] = []
     skipped: Counter[str] = Counter()
     for number, seed in enumerate(seed_rows, start=1):
         results = search.search(seed.question, k=k)
+        cited = {match.group(1) for match in _DOC_MARKER.finditer(seed.answer)}
         prompt = build_prompt(
             seed.question,
-            results,
+            cited_first(results, cited | set(seed.doc_ids), prompt_sources),
             [],
             context_tokens=context_tokens,
             reserved_for_answer=reserved_for_answer,
@@ -559,6 +565,18 @@ def seed_sft_rows(
             continue
         rows.append(_sft_row(f"{SEED_CONVERSATION_PREFIX}{number}", prompt.messages, answer))
     return rows, skipped
+
+
+def cited_first(results: Sequence[PromptSource], cited: set[str], count: int) -> list[PromptSource]:
+    """The best-ranked source of each cited document, then the other results, `count` in all
+    (never fewer than the cited documents)."""
+    first_of_cited: dict[str, PromptSource] = {}
+    for result in results:
+        if result.doc_id in cited:
+            first_of_cited.setdefault(result.doc_id, result)
+    chosen = list(first_of_cited.values())
+    rest = [result for result in results if result not in chosen]
+    return [*chosen, *rest[: max(0, count - len(chosen))]]
 
 
 def _cite_by_number(

@@ -611,10 +611,13 @@ def test_seed_rows_cite_their_sources_by_number(
             expected = expected.replace(f"[{doc_id}]", f"[{first}]")
         assert answer["content"] == expected
         assert re.search(r"\[\d+\]", answer["content"])
-        # The prompt is the one the bot would build today, personal data redacted.
-        built = build_prompt(
-            seed["question"], policy_search.search(seed["question"], k=4), []
-        ).messages
+        # The bot's prompt shape: the cited document's best section first, then the best of
+        # the rest, three in all; personal data redacted.
+        results = policy_search.search(seed["question"], k=4)
+        cited = [r for r in results if r.doc_id in seed["doc_ids"]][:1]
+        sources = [*cited, *[r for r in results if r not in cited]][:3]
+        assert sources[0].doc_id in seed["doc_ids"]
+        built = build_prompt(seed["question"], sources, []).messages
         assert [system, question] == [
             {"role": message["role"], "content": redact(message["content"])[0]} for message in built
         ]
