@@ -315,6 +315,21 @@ class SlackEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class JobLock(Base):
+    """A lock that one process holds across replicas while it runs a job (store/locks.py).
+
+    The row exists while the lock is held; a holder that died leaves a row whose
+    `expires_at` has passed, which the next acquirer takes over.
+    """
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    acquired_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+
+
 class ActivityDaily(Base):
     """Counts per UTC day of the rows `dispatchbot retention purge` deleted.
 

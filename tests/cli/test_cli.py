@@ -85,6 +85,7 @@ def test_db_upgrade_creates_the_store_on_a_fresh_machine(
         "model_versions",
         "slack_events",
         "activity_daily",
+        "job_locks",
     }
     assert all(count == 0 for count in report["rows"].values())
 

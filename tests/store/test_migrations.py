@@ -22,6 +22,7 @@ DESIGN_TABLES = {
     "model_versions",
     "slack_events",
     "activity_daily",
+    "job_locks",
 }
 
 
