@@ -1,10 +1,12 @@
-"""Evaluating a model version against another on the same prompts, and the promotion gate.
+"""Judging a model version against another on the labelled questions: what each version is
+asked with, who really answered, the measures reported beside the gate, and what is stored.
 
-Three kinds of item: held-out questions with a reference answer (from a dataset export),
-answerable questions from examples/eval (no reference), and questions the policies do not
-cover (the answer should refuse). Scores favour what a 135M model can be held to and a user
-notices: citations that point at real sources, refusing when the sources do not cover the
-question, overlap with the reference answer (ROUGE-L), getting to the point, and latency.
+The gate itself is in model_gate.py. Both versions answer greedily through the whole
+answering path, each with a client that always asks that one version, so the comparison is
+paired and repeatable. Beside the gate's measures, on the same texts: citation validity
+(every [n] points at a source the model was given) and, when a dataset export is given,
+ROUGE-L against the approved answers of its held-out rows. They are reported, not gated: a
+135M model's wording overlap with one approved answer says little about being right.
 """
 
 from __future__ import annotations
@@ -12,157 +14,200 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from serving.llm_client import ModelClient
-from serving.prompts import PromptSource, build_prompt
-from serving.verification import is_refusal
+from pydantic import BaseModel, ConfigDict
 
-_CITATION = re.compile(r"\[(\d{1,3})\]")
+from serving.answer_quality import AnswerQualityReport, prompt_support
+from serving.assistant import NO_GENERATION, AssistantAnswer
+from serving.claims import SupportIndex
+from serving.llm_client import GenerationResult, ModelClient, ModelError
+from serving.model_gate import CITATION, GateResult, VersionScores, version_scores
+from store.database import Database
+from store.models import Answer
+from store.settings import Settings
+
+BASE = "base"  # the base model, as the version to beat when none is promoted
+# The same prompt always gets the same answer, and no route sends it to another adapter.
+PINNED = {"llm_temperature": 0.0, "adapter_routes": {}}
+
 _SOURCE_TAG = re.compile(r'<source id="\d+">')
 _WORD = re.compile(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*")
-# Openings that delay the answer; the voice starts with the action or the answer.
-_PREAMBLE = re.compile(
-    r"^\s*(sure|certainly|of course|great question|hello|hi|hey|thanks|thank you|"
-    r"as an ai|as a|i'?m happy|i would be happy|absolutely|well|okay|ok)\b",
-    re.IGNORECASE,
-)
+
+# (version, item) before each question or held-out row is answered.
+EvaluationProgress = Callable[[str, str], None]
 
 
-class ItemKind(StrEnum):
-    REFERENCE = "reference"  # held-out question with the answer people approved
-    ANSWERABLE = "answerable"  # covered by the policies, no reference answer
-    UNANSWERABLE = "unanswerable"  # the policies do not cover it: the answer should refuse
+class EvaluationError(ValueError):
+    """Judging cannot start; the message says what to change."""
 
 
-@dataclass(frozen=True)
-class EvalItem:
-    kind: ItemKind
-    messages: list[dict[str, str]]  # the prompt, as the model sees it
-    source_count: int
-    reference: str | None = None
+class WrongVersionAnswered(ModelError):
+    """The server answered with another model than the version being judged (it lost the
+    adapter): the scores would belong to the wrong version."""
 
 
 @dataclass(frozen=True)
-class ModelScores:
-    model: str
-    items: int
-    citation_validity: float  # answers whose every [n] points at a source they were given
-    citing: float | None  # answers to covered questions that cite at least one source
-    refusal: float | None  # uncovered questions answered with a refusal
-    rouge_l: float | None  # mean ROUGE-L F1 against the reference answers
-    words: float  # mean answer length in words
-    to_the_point: float  # answers that open with the answer, not a pleasantry
-    median_latency_ms: float
-    p95_latency_ms: float
+class HeldoutItem:
+    """A held-out SFT row of a dataset export: the prompt and the answer people approved."""
+
+    id: str
+    messages: list[dict[str, str]]
+    reference: str
 
 
-@dataclass(frozen=True)
-class Gate:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-
-def heldout_items(dataset_dir: Path) -> list[EvalItem]:
-    """The held-out SFT rows of an export: the prompt, and the approved answer as reference."""
+def heldout_items(dataset_dir: Path) -> list[HeldoutItem]:
     path = dataset_dir / "sft.heldout.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; run `dispatchbot dataset export` first")
+        raise EvaluationError(f"{path} is missing; run `dispatchbot dataset export` first")
     items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        messages = json.loads(line)["messages"]
-        prompt, answer = messages[:-1], messages[-1]["content"]
-        items.append(
-            EvalItem(
-                ItemKind.REFERENCE, prompt, len(_SOURCE_TAG.findall(prompt[-1]["content"])), answer
-            )
-        )
+        try:
+            messages = json.loads(line)["messages"]
+            prompt, answer = messages[:-1], messages[-1]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise EvaluationError(
+                f"{path}:{number} is not a held-out SFT row ({error}); export the dataset again"
+            ) from error
+        items.append(HeldoutItem(f"heldout-{number}", prompt, answer))
     return items
 
 
-def question_items(
-    questions: Iterable[str],
-    kind: ItemKind,
-    search: Callable[[str], Sequence[PromptSource]],
-    *,
-    context_tokens: int,
-    reserved_for_answer: int,
-) -> list[EvalItem]:
-    """Prompts built the way the assistant builds them, from today's retrieval."""
-    items = []
-    for question in questions:
-        prompt = build_prompt(
-            question,
-            search(question),
-            context_tokens=context_tokens,
-            reserved_for_answer=reserved_for_answer,
-        )
-        items.append(EvalItem(kind, prompt.messages, len(prompt.sources)))
-    return items
+def pinned_client(settings: Settings, adapter: str | None) -> ModelClient:
+    """A client that always asks `adapter` (None: the base model), greedily."""
+    return ModelClient.from_settings(settings.model_copy(update=PINNED), lambda: adapter)
 
 
-def evaluate_model(
-    client: ModelClient, model: str | None, items: Sequence[EvalItem]
-) -> ModelScores:
-    """Answer every item with `model` (None: the base model) and score the answers."""
-    answers: list[tuple[EvalItem, str, float]] = []
-    for item in items:
-        result = client.complete(item.messages, model=model)
-        answers.append((item, result.text, result.latency_ms))
-    return score(model or client.router.base_model, answers)
+@dataclass(frozen=True)
+class WrittenBy:
+    """Who wrote one answer of the labelled set, and how many sources it was given."""
+
+    adapter: str | None
+    asked_model: bool
+    sources: int
 
 
-def score(model: str, answers: Sequence[tuple[EvalItem, str, float]]) -> ModelScores:
-    covered = [(i, text) for i, text, _ in answers if i.kind is not ItemKind.UNANSWERABLE]
-    uncovered = [text for i, text, _ in answers if i.kind is ItemKind.UNANSWERABLE]
-    references = [(text, i.reference) for i, text, _ in answers if i.reference]
-    latencies = sorted(latency for _, _, latency in answers)
-    return ModelScores(
-        model=model,
-        items=len(answers),
-        citation_validity=_share(valid_citations(text, i.source_count) for i, text, _ in answers),
-        citing=_share(bool(_CITATION.search(text)) for _, text in covered) if covered else None,
-        refusal=_share(is_refusal(text) for text in uncovered) if uncovered else None,
-        rouge_l=(
-            statistics.fmean(rouge_l(text, ref) for text, ref in references) if references else None
+@dataclass
+class AnswerLog:
+    """`support_of` for `evaluate_answers`: what an answer's claims may come from, read from the
+    prompt stored with it; notes who wrote each answer on the way, in the questions' order."""
+
+    database: Database
+    written: list[WrittenBy] = field(default_factory=list)
+
+    def __call__(self, answer: AssistantAnswer) -> SupportIndex:
+        with self.database.transaction() as session:
+            prompt = session.get_one(Answer, answer.answer_id).prompt
+        messages = json.loads(prompt) if prompt else []
+        sources = len(_SOURCE_TAG.findall(messages[-1]["content"])) if messages else 0
+        asked = answer.model != NO_GENERATION
+        self.written.append(WrittenBy(answer.adapter, asked, sources))
+        return prompt_support(prompt)
+
+    def require(self, adapter: str | None) -> None:
+        """Every answer the model wrote came from `adapter`."""
+        others = {w.adapter for w in self.written if w.asked_model} - {adapter}
+        if others:
+            raise _wrong_version(adapter, others)
+
+
+class VersionReport(BaseModel):
+    """One version's figures: the gate's, and the measures reported beside them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # the version's name, or "base"
+    scores: VersionScores
+    citation_validity: float  # texts it wrote whose every [n] is a source it was given
+    rouge_l: float | None  # mean ROUGE-L F1 against the held-out approved answers
+    heldout: int  # held-out rows answered for ROUGE-L
+
+
+@dataclass(frozen=True)
+class ModelJudgement:
+    """Both versions' reports and the verdict; `stored()` is what the version keeps."""
+
+    candidate: VersionReport
+    incumbent: VersionReport
+    gate: GateResult
+    candidate_answers: AnswerQualityReport
+    incumbent_answers: AnswerQualityReport
+    evaluated_at: datetime
+
+    def stored(self) -> dict[str, Any]:
+        """`model_versions.metrics["evaluation"]`; `GateResult.stored_on` reads the gate back."""
+        return {
+            "gate": self.gate.model_dump(mode="json"),
+            "candidate": self.candidate.model_dump(mode="json"),
+            "incumbent": self.incumbent.model_dump(mode="json"),
+            "evaluated_at": self.evaluated_at.isoformat(),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored figures and every answer of both versions."""
+        return self.stored() | {
+            "answers": {
+                "candidate": [asdict(a) for a in self.candidate_answers.answers],
+                "incumbent": [asdict(a) for a in self.incumbent_answers.answers],
+            }
+        }
+
+
+def version_report(
+    name: str,
+    answers: AnswerQualityReport,
+    log: AnswerLog,
+    heldout: Sequence[tuple[HeldoutItem, str]] = (),
+) -> VersionReport:
+    """`heldout`: each held-out row with the version's answer to it."""
+    written = [
+        (score.generated, by.sources)
+        for score, by in zip(answers.answers, log.written, strict=True)
+        if score.generated.strip()
+    ]
+    return VersionReport(
+        name=name,
+        scores=version_scores(answers.answers),
+        citation_validity=(
+            sum(valid_citations(text, sources) for text, sources in written) / len(written)
+            if written
+            else 1.0
         ),
-        words=statistics.fmean(len(text.split()) for _, text, _ in answers) if answers else 0.0,
-        to_the_point=_share(not _PREAMBLE.match(text) for _, text, _ in answers),
-        median_latency_ms=statistics.median(latencies) if latencies else 0.0,
-        p95_latency_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
-        if latencies
-        else 0.0,
+        rouge_l=(
+            statistics.fmean(rouge_l(text, item.reference) for item, text in heldout)
+            if heldout
+            else None
+        ),
+        heldout=len(heldout),
     )
 
 
-def gate(candidate: ModelScores, against: ModelScores) -> Gate:
-    """Promote only if not worse on safety (citations, refusals) and better on the reference."""
-    reasons = []
-    if candidate.citation_validity < against.citation_validity:
-        reasons.append(
-            f"citation validity fell: {candidate.citation_validity:.2f} < "
-            f"{against.citation_validity:.2f}"
-        )
-    if (candidate.refusal or 0.0) < (against.refusal or 0.0):
-        reasons.append(f"refuses less: {candidate.refusal:.2f} < {against.refusal or 0.0:.2f}")
-    if candidate.rouge_l is None or against.rouge_l is None:
-        reasons.append("no held-out reference answers to compare (export a dataset with --data)")
-    elif candidate.rouge_l <= against.rouge_l:
-        reasons.append(
-            f"no closer to the reference answers: ROUGE-L {candidate.rouge_l:.3f} <= "
-            f"{against.rouge_l:.3f}"
-        )
-    return Gate(passed=not reasons, reasons=reasons)
+def answer_heldout(
+    client: ModelClient,
+    adapter: str | None,
+    items: Sequence[HeldoutItem],
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[HeldoutItem, str]]:
+    """Each held-out prompt answered as it was exported, by `adapter` only."""
+    answered = []
+    for item in items:
+        if progress is not None:
+            progress(item.id)
+        result: GenerationResult = client.complete(item.messages)
+        if result.adapter != adapter:
+            raise _wrong_version(adapter, {result.adapter})
+        answered.append((item, result.text))
+    return answered
 
 
 def valid_citations(text: str, source_count: int) -> bool:
-    return all(1 <= int(number) <= source_count for number in _CITATION.findall(text))
+    return all(1 <= int(number) <= source_count for number in CITATION.findall(text))
 
 
 def rouge_l(candidate: str, reference: str) -> float:
@@ -183,10 +228,10 @@ def rouge_l(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def scores_json(scores: ModelScores) -> dict[str, Any]:
-    return asdict(scores)
-
-
-def _share(flags: Iterable[bool]) -> float:
-    values = list(flags)
-    return sum(values) / len(values) if values else 0.0
+def _wrong_version(adapter: str | None, others: set[str | None]) -> WrongVersionAnswered:
+    expected = adapter or "the base model"
+    got = ", ".join(sorted(other or "the base model" for other in others))
+    return WrongVersionAnswered(
+        f"{got} answered instead of {expected}: the model server no longer serves the adapter. "
+        "Run the evaluation again (it loads the adapter first)."
+    )

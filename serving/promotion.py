@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serving.model_gate import GateResult
 from serving.vllm_admin import AdapterError, list_served_models, load_adapter
 from store.database import Database
 from store.models import ModelVersion, ModelVersionStatus
@@ -117,8 +118,8 @@ def promote(
         raise PromotionError(f"{name} is already the promoted version")
     if version.status in (ModelVersionStatus.REJECTED, ModelVersionStatus.RETIRED) and not force:
         raise PromotionError(f"{name} is {version.status.value}; use --force to bring it back")
-    gate = (version.metrics or {}).get("evaluation", {}).get("gate", {})
-    if not force and not gate.get("passed"):
+    gate = GateResult.stored_on(version.metrics)
+    if not force and not (gate and gate.passed):
         raise PromotionError(
             f"{name} has not passed the evaluation gate; run `dispatchbot evaluate model "
             f"--candidate {name}` first, or promote with --force"

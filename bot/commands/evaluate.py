@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -36,22 +36,26 @@ from serving.answer_quality import (
 from serving.assistant import Assistant, AssistantAnswer
 from serving.claims import SupportIndex
 from serving.evaluation import (
-    EvalItem,
-    Gate,
-    ItemKind,
-    ModelScores,
-    evaluate_model,
-    gate,
+    BASE,
+    AnswerLog,
+    EvaluationError,
+    EvaluationProgress,
+    HeldoutItem,
+    ModelJudgement,
+    VersionReport,
+    answer_heldout,
     heldout_items,
-    question_items,
-    scores_json,
+    pinned_client,
+    version_report,
 )
 from serving.llm_client import ModelClient, ModelError
+from serving.model_gate import judge
 from serving.promotion import PromotedAdapter, PromotionError, active_versions, make_servable
 from store.database import Database
 from store.models import Answer, ModelVersion
 from store.repository import find_model_version
 from store.schema import upgrade
+from store.settings import Settings
 from store.types import utcnow
 
 app = typer.Typer(
@@ -243,10 +247,6 @@ def scratch_database() -> Iterator[Database]:
             database.dispose()
 
 
-DEFAULT_UNANSWERABLE_SET = Path("examples/eval/unanswerable.jsonl")
-BASE = "base"
-
-
 @app.command("model")
 def evaluate_model_command(
     ctx: typer.Context,
@@ -254,124 +254,208 @@ def evaluate_model_command(
     against: str | None = typer.Option(
         None, "--against", help="The version to beat; default: the promoted one, else the base."
     ),
+    file: Annotated[
+        Path,
+        typer.Option("--file", help="JSON Lines of labelled questions (as `evaluate answers`)."),
+    ] = DEFAULT_ANSWER_SET,
+    count: int | None = typer.Option(
+        None,
+        "-n",
+        min=1,
+        help="Only N questions, each kind in turn (and at most N held-out rows).",
+    ),
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="A `dataset export` folder: its held-out rows are the reference."
+            "--data",
+            help="A `dataset export` folder: ROUGE-L against its held-out approved answers "
+            "is reported beside the gate.",
         ),
     ] = None,
-    answerable: Annotated[
-        Path, typer.Option("--answerable", help="JSON Lines of questions the policies cover.")
-    ] = DEFAULT_RETRIEVAL_SET,
-    unanswerable: Annotated[
-        Path,
-        typer.Option("--unanswerable", help="JSON Lines of questions they do not cover."),
-    ] = DEFAULT_UNANSWERABLE_SET,
-    limit: int = typer.Option(
-        12, "--limit", min=1, help="Prompts taken from each set (held-out, covered, not covered)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores and the gate as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures, gate and answers."),
 ) -> None:
-    """Answer the same prompts with two versions side by side; store the scores and the gate.
+    """Answer the labelled questions with two versions and judge the candidate's own text.
 
-    Passes the gate only if not worse on citation validity and refusals, and closer to the
-    reference answers (ROUGE-L). Exit status 0 when it passes, 1 when it does not.
+    Both answer every question greedily through the whole answering path (into scratch
+    databases). The gate passes when the candidate's text holds the expected facts for more
+    questions beyond chance (an exact paired test at 5%) and is no worse, beyond chance, on
+    unsupported claims, repetition and answering uncovered questions. The verdict is stored
+    on the candidate for `dispatchbot promote`. Exit status 0 when it passes, 1 when not.
     """
     settings = settings_of(ctx)
-    endpoints = [settings.llm_base_url, *settings.llm_fallback_urls]
+    try:
+        questions = spread(read_labelled_questions(file), count)
+        heldout = heldout_items(data)[:count] if data is not None else []
+    except (LabelledSetError, EvaluationError) as error:
+        fail(str(error))
     with command_services(settings) as services:
-        with services.database.transaction() as session:
-            contender = _version_or_fail(session, candidate)
-            baseline_name = against or active_versions(session).promoted or BASE
-            baseline = None if baseline_name == BASE else _version_or_fail(session, baseline_name)
+        ensure_local_model(settings)
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            console=stderr, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("answering", total=2 * (len(questions) + len(heldout)))
+
+            def advance(version: str, _: str) -> None:
+                progress.update(task, description=f"answering with {version}", advance=1)
+
             try:
-                for version in filter(None, (contender, baseline)):
-                    make_servable(
-                        version, endpoints, api_key=settings.llm_api_key.get_secret_value()
-                    )
-            except PromotionError as error:
+                judgement = evaluate_candidate(
+                    services, settings, candidate, against, questions, advance, heldout=heldout
+                )
+            except EvaluationError as error:
+                fail(str(error))
+            except (PromotionError, ModelError) as error:
                 fail(str(error), EXIT_UNAVAILABLE)
-        question_sets = {ItemKind.ANSWERABLE: answerable, ItemKind.UNANSWERABLE: unanswerable}
-        items = _evaluation_items(services, data, question_sets, limit)
-        client = ModelClient.from_settings(settings)
-        try:
-            scores = [
-                evaluate_model(client, name, items)
-                for name in (candidate, None if baseline_name == BASE else baseline_name)
-            ]
-        except ModelError as error:
-            fail(str(error), EXIT_UNAVAILABLE)
-        verdict = gate(scores[0], scores[1])
-        evaluation = {
-            "candidate": scores_json(scores[0]),
-            "against": scores_json(scores[1]) | {"model": baseline_name},
-            "items": {kind.value: sum(i.kind is kind for i in items) for kind in ItemKind},
-            "gate": {"passed": verdict.passed, "reasons": verdict.reasons},
-            "evaluated_at": utcnow().isoformat(),
-        }
-        with services.database.transaction() as session:
-            version = _version_or_fail(session, candidate)
-            version.metrics = {**(version.metrics or {}), "evaluation": evaluation}
     if as_json:
-        typer.echo(json.dumps(evaluation, indent=2))
+        typer.echo(json.dumps(judgement.to_json() | {"file": str(file)}, indent=2))
     else:
-        _print_model_scores(scores[0], scores[1], baseline_name, verdict)
-    raise typer.Exit(0 if verdict.passed else 1)
+        print_judgement(judgement)
+    raise typer.Exit(0 if judgement.gate.passed else 1)
 
 
-def _version_or_fail(session: Session, name: str) -> ModelVersion:
+def evaluate_candidate(
+    services: Services,
+    settings: Settings,
+    candidate: str,
+    against: str | None,
+    questions: Sequence[LabelledQuestion],
+    progress: EvaluationProgress | None = None,
+    *,
+    heldout: Sequence[HeldoutItem] = (),
+) -> ModelJudgement:
+    """Judge `candidate` against `against` (None: the promoted version, else the base model)
+    on `questions`, and store the judgement on the candidate's version. Prints nothing.
+
+    Each version answers on a scratch database with a client that asks only that version,
+    greedily. `heldout` rows add ROUGE-L to the report. Raises EvaluationError (unknown
+    version, nothing to judge), PromotionError (an adapter cannot be loaded) and ModelError
+    (no model answered, or the server answered with another version).
+    """
+    if not questions:
+        raise EvaluationError("no labelled questions to judge on")
+    endpoints = [settings.llm_base_url, *settings.llm_fallback_urls]
+    with services.database.transaction() as session:
+        incumbent = against or active_versions(session).promoted or BASE
+        if incumbent == candidate:
+            raise EvaluationError(
+                f"{candidate} is the version to beat already; name another with --against"
+            )
+        names = [candidate] if incumbent == BASE else [candidate, incumbent]
+        for name in names:
+            make_servable(
+                _known_version(session, name),
+                endpoints,
+                api_key=settings.llm_api_key.get_secret_value(),
+            )
+    (ours, our_answers), (theirs, their_answers) = (
+        _answer_as(services, settings, name, questions, heldout, progress)
+        for name in (candidate, incumbent)
+    )
+    judgement = ModelJudgement(
+        candidate=ours,
+        incumbent=theirs,
+        gate=judge(our_answers.answers, their_answers.answers),
+        candidate_answers=our_answers,
+        incumbent_answers=their_answers,
+        evaluated_at=utcnow(),
+    )
+    with services.database.transaction() as session:
+        version = _known_version(session, candidate)
+        version.metrics = {**(version.metrics or {}), "evaluation": judgement.stored()}
+    return judgement
+
+
+def _answer_as(
+    services: Services,
+    settings: Settings,
+    name: str,
+    questions: Sequence[LabelledQuestion],
+    heldout: Sequence[HeldoutItem],
+    progress: EvaluationProgress | None,
+) -> tuple[VersionReport, AnswerQualityReport]:
+    adapter = None if name == BASE else name
+    client = pinned_client(settings, adapter)
+
+    def step(item: str) -> None:
+        if progress is not None:
+            progress(name, item)
+
+    # A scratch database each: the two versions' threads must not see each other's turns.
+    with scratch_database() as scratch:
+        assistant = Assistant(
+            search=services.search,
+            model=client,
+            database=scratch,
+            settings=assistant_settings(settings),
+        )
+        log = AnswerLog(scratch)
+        answers = evaluate_answers(
+            assistant, questions, support_of=log, progress=lambda question: step(question.id)
+        )
+    log.require(adapter)
+    references = answer_heldout(client, adapter, heldout, step)
+    return version_report(name, answers, log, references), answers
+
+
+def _known_version(session: Session, name: str) -> ModelVersion:
     version = find_model_version(session, name)
     if version is None:
-        fail(f"no model version named {name!r}; `dispatchbot model report` lists them")
+        raise EvaluationError(
+            f"no model version named {name!r}; `dispatchbot model report` lists them"
+        )
     return version
 
 
-def _evaluation_items(
-    services: Services, data: Path | None, question_sets: dict[ItemKind, Path], limit: int
-) -> list[EvalItem]:
-    settings = services.settings
-    items: list[EvalItem] = []
-    if data is not None:
-        try:
-            items += heldout_items(data)[:limit]
-        except (FileNotFoundError, ValueError, KeyError) as error:
-            fail(f"cannot read the held-out rows of {data}: {error}")
-    for kind, path in question_sets.items():
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            asked = [json.loads(line)["question"] for line in lines if line.strip()]
-        except (OSError, ValueError, KeyError) as error:
-            fail(f"cannot read questions from {path} ({error}); pass --{kind.value} FILE")
-        items += question_items(
-            asked[:limit],
-            kind,
-            lambda question: services.search.search(question, k=settings.search_k),
-            context_tokens=settings.llm_context_tokens,
-            reserved_for_answer=settings.llm_max_tokens,
-        )
-    return items
-
-
-def _print_model_scores(
-    candidate: ModelScores, against: ModelScores, against_name: str, verdict: Gate
-) -> None:
-    table = Table("measure", candidate.model, against_name, title=f"{candidate.items} prompts")
+def judgement_table(judgement: ModelJudgement) -> Table:
+    """Both versions' figures on their own text, side by side."""
+    ours, theirs = judgement.candidate, judgement.incumbent
+    a, b = ours.scores, theirs.scores
+    table = Table(
+        "model's own text",
+        ours.name,
+        theirs.name,
+        title=f"{a.questions} questions ({a.covered} covered, {a.uncovered} not)",
+    )
     rows: list[tuple[str, float | None, float | None, str]] = [
-        ("citation validity", candidate.citation_validity, against.citation_validity, "{:.0%}"),
-        ("cites a source", candidate.citing, against.citing, "{:.0%}"),
-        ("refuses when not covered", candidate.refusal, against.refusal, "{:.0%}"),
-        ("ROUGE-L vs reference", candidate.rouge_l, against.rouge_l, "{:.3f}"),
-        ("to the point", candidate.to_the_point, against.to_the_point, "{:.0%}"),
-        ("words per answer", candidate.words, against.words, "{:.0f}"),
-        ("median latency ms", candidate.median_latency_ms, against.median_latency_ms, "{:.0f}"),
-        ("p95 latency ms", candidate.p95_latency_ms, against.p95_latency_ms, "{:.0f}"),
+        ("expected facts present (covered)", a.facts_present, b.facts_present, "{:.0%}"),
+        ("answers with unsupported claims", a.unsupported, b.unsupported, "{}"),
+        ("answers repeating a sentence", a.repeating, b.repeating, "{}"),
+        ("uncovered questions refused", a.uncovered_refused, b.uncovered_refused, "{:.0%}"),
+        ("covered questions refused", a.covered_refused, b.covered_refused, "{:.0%}"),
+        ("citation validity", ours.citation_validity, theirs.citation_validity, "{:.0%}"),
+        ("cites a source (covered)", a.citing, b.citing, "{:.0%}"),
+        ("to the point", a.to_the_point, b.to_the_point, "{:.0%}"),
+        ("words per answer", a.words, b.words, "{:.0f}"),
+        ("median seconds to the final text", a.median_seconds, b.median_seconds, "{:.1f}"),
+        ("p95 seconds to the final text", a.p95_seconds, b.p95_seconds, "{:.1f}"),
+        (f"ROUGE-L vs {ours.heldout} held-out answers", ours.rouge_l, theirs.rouge_l, "{:.3f}"),
     ]
-    for label, ours, theirs, form in rows:
-        table.add_row(label, *("-" if v is None else form.format(v) for v in (ours, theirs)))
-    console.print(table)
-    if verdict.passed:
+    for label, mine, other, form in rows:
+        table.add_row(label, *("-" if v is None else form.format(v) for v in (mine, other)))
+    return table
+
+
+def print_judgement(judgement: ModelJudgement) -> None:
+    """The side-by-side table, each paired test, and the verdict with its reasons."""
+    console.print(judgement_table(judgement))
+    gate = judgement.gate
+    for comparison in gate.comparisons:
         console.print(
-            f"[green]Gate passed:[/] promote it with `dispatchbot promote {candidate.model}`."
+            f"  {comparison.measure.value}: {comparison.candidate_better} better, "
+            f"{comparison.candidate_worse} worse of {comparison.pairs}, "
+            f"p = {comparison.p_value:.3f} ({comparison.requirement.value}: "
+            f"{'ok' if comparison.passed else 'failed'})",
+            highlight=False,
+            markup=False,
+        )
+    if gate.passed:
+        console.print(
+            f"[green]Gate passed:[/] promote it with "
+            f"`dispatchbot promote {judgement.candidate.name}`.",
+            highlight=False,
         )
     else:
-        console.print("[red]Gate not passed:[/] " + "; ".join(verdict.reasons), highlight=False)
+        console.print("[red]Gate not passed:[/]", highlight=False)
+        for reason in gate.reasons:
+            console.print(f"  - {reason}", highlight=False, markup=False)

@@ -1,14 +1,20 @@
-"""The scores a model version is judged on, and the gate that decides promotion."""
+"""What is measured beside the gate, read and asked the way a judgement does."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from serving.evaluation import EvalItem, ItemKind, gate, rouge_l, score, valid_citations
-
-
-def _item(kind: ItemKind, reference: str | None = None, sources: int = 2) -> EvalItem:
-    return EvalItem(kind, [{"role": "user", "content": "q"}], sources, reference)
+from serving.evaluation import (
+    EvaluationError,
+    heldout_items,
+    pinned_client,
+    rouge_l,
+    valid_citations,
+)
+from store.settings import Settings
 
 
 def test_rouge_l_is_the_longest_common_subsequence_f1() -> None:
@@ -25,50 +31,29 @@ def test_citations_must_point_at_given_sources() -> None:
     assert not valid_citations("Per policy [0].", 2)
 
 
-def test_scores_and_the_gate() -> None:
-    good = score(
-        "good",
-        [
-            (
-                _item(ItemKind.REFERENCE, "The shift lead approves it [1]."),
-                "The shift lead approves it [1].",
-                900.0,
-            ),
-            (_item(ItemKind.ANSWERABLE), "Call the safety line first [2].", 1100.0),
-            (
-                _item(ItemKind.UNANSWERABLE),
-                "The policy does not cover this; ask a dispatcher.",
-                500.0,
-            ),
-        ],
+def test_held_out_rows_give_the_prompt_and_the_approved_answer(tmp_path: Path) -> None:
+    prompt = [{"role": "system", "content": "rules"}, {"role": "user", "content": "q"}]
+    row = {"messages": [*prompt, {"role": "assistant", "content": "The lead approves [1]."}]}
+    (tmp_path / "sft.heldout.jsonl").write_text(json.dumps(row) + "\n\n", encoding="utf-8")
+
+    [item] = heldout_items(tmp_path)
+
+    assert (item.id, item.messages, item.reference) == (
+        "heldout-1",
+        prompt,
+        row["messages"][-1]["content"],
     )
-    weak = score(
-        "weak",
-        [
-            (
-                _item(ItemKind.REFERENCE, "The shift lead approves it [1]."),
-                "Sure! A manager does [4].",
-                800.0,
-            ),
-            (_item(ItemKind.ANSWERABLE), "Great question, it depends.", 700.0),
-            (_item(ItemKind.UNANSWERABLE), "It is 42 minutes.", 600.0),
-        ],
-    )
-
-    assert (good.citation_validity, good.citing, good.refusal) == (1.0, 1.0, 1.0)
-    assert good.rouge_l == 1.0
-    assert good.to_the_point == 1.0
-    assert weak.citation_validity == pytest.approx(2 / 3)
-    assert (weak.citing, weak.refusal, weak.to_the_point) == (0.5, 0.0, pytest.approx(1 / 3))
-    assert good.median_latency_ms == 900.0
-    assert gate(good, weak).passed
-    verdict = gate(weak, good)
-    assert not verdict.passed
-    assert len(verdict.reasons) == 3  # citations, refusals and the reference overlap
+    with pytest.raises(EvaluationError, match="dataset export"):
+        heldout_items(tmp_path / "missing")
+    (tmp_path / "sft.heldout.jsonl").write_text('{"prompt": "q"}\n', encoding="utf-8")
+    with pytest.raises(EvaluationError, match=r"sft\.heldout\.jsonl:1 is not a held-out SFT row"):
+        heldout_items(tmp_path)
 
 
-def test_the_gate_needs_reference_answers() -> None:
-    answers = [(_item(ItemKind.ANSWERABLE), "Do X [1].", 10.0)]
-    verdict = gate(score("a", answers), score("b", answers))
-    assert not verdict.passed
-    assert "held-out" in verdict.reasons[0]
+def test_a_judged_version_is_asked_whatever_the_routes_say() -> None:
+    settings = Settings(_env_file=None, adapter_routes={"dispatch": "other", "C1": "other"})
+
+    for adapter in ("acme-v2", None):
+        router = pinned_client(settings, adapter).router
+        for route in (router.route(), router.route(channel="C1", task_kind="dispatch")):
+            assert route.adapter == adapter

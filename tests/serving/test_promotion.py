@@ -6,13 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from serving.model_gate import GateResult
 from serving.promotion import PromotedAdapter, PromotionError, active_versions, promote, rollback
 from serving.routing import AdapterRouter
 from store import repository
 from store.database import Database
 from store.models import ModelVersion, ModelVersionStatus
 
-PASSED = {"evaluation": {"gate": {"passed": True, "reasons": []}}}
+PASSED = {
+    "evaluation": {
+        "gate": GateResult(passed=True, reasons=[], questions=0, comparisons=[]).model_dump(
+            mode="json"
+        )
+    }
+}
 
 
 def _register(database: Database, tmp_path: Path, name: str, metrics: dict | None = None) -> None:
