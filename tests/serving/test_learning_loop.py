@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from vllm_support import MODELS_DIR, RunningServer
 
+from serving.model_gate import GateResult, Measure
 from serving.vllm_admin import list_served_models, unload_adapter
 from store import repository
 from store.database import Database
@@ -136,34 +137,39 @@ def test_feedback_becomes_an_adapter_that_answers_and_can_be_rolled_back(
     heldout_ids = {row["conversation"] for row in _rows(dataset / "sft.heldout.jsonl")}
     assert not train_ids & heldout_ids
 
-    # Train a few steps, then judge the adapter against the base on the same prompts.
+    # Train a few steps, then judge the adapter against the base on the same questions.
     trained = operator.json(
         "train", "--data", str(dataset), "--name", ADAPTER, "--max-steps", "2",
         "--out", str(tmp_path / "adapters" / ADAPTER),
     )  # fmt: skip
     assert Path(trained["adapter_path"], "adapter_config.json").is_file()
     evaluated = operator.run(
-        "evaluate", "model", "--candidate", "loop-v1", "--data", str(dataset),
-        "--answerable", str(EVAL / "retrieval.jsonl"),
-        "--unanswerable", str(EVAL / "unanswerable.jsonl"),
-        "--limit", "1", "--json", ok=False,
+        "evaluate", "model", "--candidate", ADAPTER, "--file", str(EVAL / "answers.jsonl"),
+        "-n", "5", "--data", str(dataset), "--json", ok=False,
     )  # fmt: skip
     assert evaluated.returncode in (0, 1), evaluated.stderr
     assert evaluated.stdout.startswith("{"), evaluated.stderr
     evaluation = json.loads(evaluated.stdout)
-    assert evaluation["against"]["model"] == "base"
-    assert evaluation["candidate"]["model"] == "loop-v1"
-    assert evaluation["items"]["reference"] >= 1
-    assert evaluation["gate"]["passed"] is (evaluated.returncode == 0)
+    assert (evaluation["candidate"]["name"], evaluation["incumbent"]["name"]) == (ADAPTER, "base")
+    gate = GateResult.model_validate(evaluation["gate"])
+    assert gate.passed is (evaluated.returncode == 0)
+    assert gate.questions == evaluation["candidate"]["scores"]["questions"] == 5
+    assert {c.measure for c in gate.comparisons} == set(Measure)
+    assert gate.passed or gate.reasons
+    # Paired: both versions answered the same questions, in the same order.
+    answers = evaluation["answers"]
+    assert [a["id"] for a in answers["candidate"]] == [a["id"] for a in answers["incumbent"]]
+    assert evaluation["candidate"]["heldout"] >= 1
+    assert evaluation["candidate"]["rouge_l"] is not None
     database = operator.database
     with database.transaction() as session:
-        stored = repository.find_model_version(session, "loop-v1")
+        stored = repository.find_model_version(session, ADAPTER)
         assert isinstance(stored, ModelVersion)
-        assert stored.metrics["evaluation"]["gate"] == evaluation["gate"]
+        assert GateResult.stored_on(stored.metrics) == gate
     database.dispose()
 
     # Promote (a 135M model after three steps may well not pass the gate: then only --force).
-    if not evaluation["gate"]["passed"]:
+    if not gate.passed:
         refused = operator.run("promote", "loop-v1", ok=False)
         assert refused.returncode == 2
         assert "evaluation gate" in refused.stderr
