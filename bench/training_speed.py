@@ -11,7 +11,6 @@ up to LLM_CONTEXT_TOKENS, a checkpoint every 50 steps) for --steps optimizer ste
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing
 import resource
@@ -33,9 +32,9 @@ from serving.training import (
     Method,
     TrainingConfig,
     TrainingProgress,
-    sft_row,
     train_adapter,
 )
+from serving.training_rows import SftRow, read_rows
 from store.settings import Settings
 
 HELP = (
@@ -315,7 +314,7 @@ def export_seed_dataset(
     finally:
         client.close()
         database.dispose()
-    return report.manifest(), _peak_rss_bytes()
+    return report.manifest().model_dump(mode="json"), _peak_rss_bytes()
 
 
 def train_row_tokens(data_dir: Path, base: str, max_seq_len: int) -> list[int]:
@@ -325,10 +324,9 @@ def train_row_tokens(data_dir: Path, base: str, max_seq_len: int) -> list[int]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    path = data_dir / "sft.train.jsonl"
     lengths = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        row = sft_row(json.loads(line), f"{path}:{number}")
+    for sft_row in read_rows(data_dir / "sft.train.jsonl", SftRow):
+        row = sft_row.for_trainer()
         prompt = tokenizer.apply_chat_template(
             row["prompt"], tokenize=True, add_generation_prompt=True
         )["input_ids"]

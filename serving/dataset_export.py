@@ -7,7 +7,7 @@
 
 Only what a model wrote, outside escalated threads, is learned from: the canned replies,
 people's chatter and the bot's turns after a thread was escalated stay out (DESIGN.md,
-"Learning loop"). Personal data is redacted in every string of every row. The held-out
+"Learning loop"). Personal data is redacted in every message of every row. The held-out
 split is by conversation, so no thread has turns on both sides.
 """
 
@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import func, select
 
 from retrieval.search import PolicySearch
@@ -32,6 +32,21 @@ from serving.assistant import NO_GENERATION, NOTHING_WRITTEN, POLICY_WORDS_LEAD
 from serving.guard import PROMPT_WITHHELD
 from serving.prompts import PromptSource, build_prompt
 from serving.redaction import redact
+from serving.training_rows import (
+    DATA_FILES,
+    MANIFEST,
+    ChatMessage,
+    DatasetFileError,
+    DatasetManifest,
+    DpoRow,
+    KtoRow,
+    RowKind,
+    SftRow,
+    Split,
+    TrainingRow,
+    data_file,
+    read_manifest,
+)
 from store.database import Database
 from store.models import (
     Answer,
@@ -44,27 +59,8 @@ from store.models import (
 )
 from store.types import utcnow
 
-FORMAT = 1
-MANIFEST = "manifest.json"
 SEED_CONVERSATION_PREFIX = "seed-"
-
-ChatMessage = dict[str, str]
-Row = dict[str, Any]
-
-
-class RowKind(StrEnum):
-    SFT = "sft"
-    KTO = "kto"
-    DPO = "dpo"
-
-
-class Split(StrEnum):
-    TRAIN = "train"
-    HELDOUT = "heldout"
-
-
-# The six files in the order the content hash reads them.
-DATA_FILES = tuple(f"{kind}.{split}.jsonl" for kind in RowKind for split in Split)
+_STORED_PROMPT = TypeAdapter(tuple[ChatMessage, ...])
 
 
 class Skip(StrEnum):
@@ -116,18 +112,17 @@ class ExportReport:
     seed_rows: int
     content_hash: str
 
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "created_at": self.created_at.isoformat(),
-            "database": self.database,
-            "counts": self.counts,
-            "skipped": self.skipped,
-            "redactions": self.redactions,
-            "heldout_fraction": self.heldout_fraction,
-            "seed_rows": self.seed_rows,
-            "content_hash": self.content_hash,
-            "format": FORMAT,
-        }
+    def manifest(self) -> DatasetManifest:
+        return DatasetManifest(
+            created_at=self.created_at,
+            database=self.database,
+            counts=self.counts,
+            skipped=self.skipped,
+            redactions=self.redactions,
+            heldout_fraction=self.heldout_fraction,
+            seed_rows=self.seed_rows,
+            content_hash=self.content_hash,
+        )
 
 
 def export_dataset(
@@ -170,9 +165,9 @@ def export_dataset(
         skipped.update(seed_skipped)
 
     redactions = 0
-    kept: dict[RowKind, list[Row]] = {}
+    kept: dict[RowKind, list[TrainingRow]] = {}
     for kind in RowKind:
-        redacted = [_redact_row(row) for row in rows[kind]]
+        redacted = [_redacted(row) for row in rows[kind]]
         unique, duplicates = _drop_duplicates(redacted)
         kept[kind] = [row for row, _ in unique]
         redactions += sum(count for _, count in unique)
@@ -180,18 +175,18 @@ def export_dataset(
             skipped[f"duplicate {kind.value} row"] += duplicates
 
     heldout = heldout_conversations(
-        (row["conversation"] for kind_rows in kept.values() for row in kind_rows),
+        (row.conversation for kind_rows in kept.values() for row in kind_rows),
         heldout_fraction,
     )
     files: dict[str, bytes] = {}
     counts: dict[str, dict[str, int]] = {}
     for kind in RowKind:
-        sides: dict[Split, list[Row]] = {split: [] for split in Split}
+        sides: dict[Split, list[TrainingRow]] = {split: [] for split in Split}
         for row in kept[kind]:
-            sides[Split.HELDOUT if row["conversation"] in heldout else Split.TRAIN].append(row)
+            sides[Split.HELDOUT if row.conversation in heldout else Split.TRAIN].append(row)
         counts[kind.value] = {split.value: len(sides[split]) for split in Split}
         for split in Split:
-            files[f"{kind}.{split}.jsonl"] = b"".join(_jsonl(row) for row in sides[split])
+            files[data_file(kind, split)] = b"".join(_jsonl(row) for row in sides[split])
 
     report = ExportReport(
         out_dir=out_dir,
@@ -202,7 +197,7 @@ def export_dataset(
         redactions=redactions,
         heldout_fraction=heldout_fraction,
         seed_rows=sum(
-            row["conversation"].startswith(SEED_CONVERSATION_PREFIX) for row in kept[RowKind.SFT]
+            row.conversation.startswith(SEED_CONVERSATION_PREFIX) for row in kept[RowKind.SFT]
         ),
         content_hash=content_hash(files),
     )
@@ -210,7 +205,7 @@ def export_dataset(
     for name in DATA_FILES:
         (out_dir / name).write_bytes(files[name])
     # Last: a folder with a manifest is a complete export.
-    (out_dir / MANIFEST).write_text(json.dumps(report.manifest(), indent=2) + "\n", "utf-8")
+    (out_dir / MANIFEST).write_text(report.manifest().model_dump_json(indent=2) + "\n", "utf-8")
     return report
 
 
@@ -223,8 +218,7 @@ def check_output_dir(out_dir: Path) -> None:
     names = {path.name for path in out_dir.iterdir()}
     if not names:
         return
-    previous = MANIFEST in names and names <= {*DATA_FILES, MANIFEST}
-    if previous and _reads_as_manifest(out_dir / MANIFEST):
+    if MANIFEST in names and names <= {*DATA_FILES, MANIFEST} and _reads_as_manifest(out_dir):
         return
     raise ExportDirectoryError(
         f"{out_dir} is not empty and is not a previous dataset export; "
@@ -276,7 +270,7 @@ class _StoredAnswer:
     conversation: str
     conversation_id: int
     text: str
-    prompt: list[ChatMessage]  # empty: none, or unreadable
+    prompt: tuple[ChatMessage, ...]  # empty: none, or unreadable
     model: str
     created_at: datetime
     question_message_id: int | None  # the user's message just before it
@@ -294,10 +288,12 @@ class _StoredEscalation:
     question_message_id: int | None
 
 
-def _rows_from_store(database: Database) -> tuple[dict[RowKind, list[Row]], Counter[str]]:
+def _rows_from_store(
+    database: Database,
+) -> tuple[dict[RowKind, list[TrainingRow]], Counter[str]]:
     """The rows the store yields (not yet redacted or deduplicated), and what was skipped."""
     answers, escalations, human_messages = _read_store(database)
-    rows: dict[RowKind, list[Row]] = {kind: [] for kind in RowKind}
+    rows: dict[RowKind, list[TrainingRow]] = {kind: [] for kind in RowKind}
     skipped: Counter[str] = Counter()
     if human_messages:
         skipped[Skip.HUMAN_MESSAGE] += human_messages
@@ -317,15 +313,15 @@ def _rows_from_store(database: Database) -> tuple[dict[RowKind, list[Row]], Coun
             skipped[reason] += 1
             continue
         if answer.net_feedback > 0:
-            rows[RowKind.SFT].append(_sft_row(answer.conversation, answer.prompt, answer.text))
+            rows[RowKind.SFT].append(SftRow.of(answer.prompt, answer.text, answer.conversation))
         rows[RowKind.KTO].append(
-            _kto_row(answer.conversation, answer.prompt, answer.text, answer.net_feedback > 0)
+            KtoRow.of(answer.prompt, answer.text, answer.net_feedback > 0, answer.conversation)
         )
         if answer.net_feedback < 0:
             resolution = _resolution_for(answer, escalations_in[answer.conversation_id])
             if resolution is not None:
                 rows[RowKind.DPO].append(
-                    _dpo_row(answer.conversation, answer.prompt, resolution, answer.text)
+                    DpoRow.of(answer.prompt, resolution, answer.text, answer.conversation)
                 )
 
     for escalation in escalations:
@@ -340,7 +336,7 @@ def _rows_from_store(database: Database) -> tuple[dict[RowKind, list[Row]], Coun
         if asked is None:
             skipped[Skip.RESOLUTION_WITHOUT_PROMPT] += 1
             continue
-        rows[RowKind.SFT].append(_sft_row(asked.conversation, asked.prompt, resolution))
+        rows[RowKind.SFT].append(SftRow.of(asked.prompt, resolution, asked.conversation))
     return rows, skipped
 
 
@@ -485,22 +481,13 @@ def _resolution_for(answer: _StoredAnswer, escalations: Sequence[_StoredEscalati
     return None
 
 
-def _read_prompt(serialized: str) -> list[ChatMessage]:
-    """The chat messages of `answers.prompt`; empty when there are none or they do not parse."""
+def _read_prompt(serialized: str) -> tuple[ChatMessage, ...]:
+    """The chat messages of `answers.prompt`; empty when there are none or they are not
+    messages a row can hold."""
     try:
-        messages = json.loads(serialized)
-    except json.JSONDecodeError:
-        return []
-    if not isinstance(messages, list):
-        return []
-    for message in messages:
-        if not (
-            isinstance(message, dict)
-            and isinstance(message.get("role"), str)
-            and isinstance(message.get("content"), str)
-        ):
-            return []
-    return messages
+        return _STORED_PROMPT.validate_json(serialized)
+    except ValidationError:
+        return ()
 
 
 # The seed
@@ -538,7 +525,7 @@ def seed_sft_rows(
     prompt_sources: int,
     context_tokens: int,
     reserved_for_answer: int,
-) -> tuple[list[Row], Counter[str]]:
+) -> tuple[list[SftRow], Counter[str]]:
     """SFT rows for a fresh install: each seed question with a prompt shaped like the bot's.
 
     The bot gives the model the section it quotes first, then the next best sections, up to
@@ -547,7 +534,7 @@ def seed_sft_rows(
     sends. Each `[doc-id]` marker becomes that source's number. A row citing a document
     retrieval did not find would teach citing what is not there: it is skipped.
     """
-    rows: list[Row] = []
+    rows: list[SftRow] = []
     skipped: Counter[str] = Counter()
     for number, seed in enumerate(seed_rows, start=1):
         results = search.search(seed.question, k=k)
@@ -563,7 +550,8 @@ def seed_sft_rows(
         if answer is None:
             skipped[Skip.SEED_NOT_RETRIEVED] += 1
             continue
-        rows.append(_sft_row(f"{SEED_CONVERSATION_PREFIX}{number}", prompt.messages, answer))
+        messages = [ChatMessage.model_validate(message) for message in prompt.messages]
+        rows.append(SftRow.of(messages, answer, f"{SEED_CONVERSATION_PREFIX}{number}"))
     return rows, skipped
 
 
@@ -598,67 +586,35 @@ def _cite_by_number(
 # Rows
 
 
-def _sft_row(conversation: str, prompt: list[ChatMessage], completion: str) -> Row:
-    return {
-        "messages": [*prompt, {"role": "assistant", "content": completion}],
-        "conversation": conversation,
-    }
-
-
-def _kto_row(conversation: str, prompt: list[ChatMessage], completion: str, label: bool) -> Row:
-    return {
-        "prompt": prompt,
-        "completion": [{"role": "assistant", "content": completion}],
-        "label": label,
-        "conversation": conversation,
-    }
-
-
-def _dpo_row(conversation: str, prompt: list[ChatMessage], chosen: str, rejected: str) -> Row:
-    return {
-        "prompt": prompt,
-        "chosen": [{"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "assistant", "content": rejected}],
-        "conversation": conversation,
-    }
-
-
-def _redact_row(row: Row) -> tuple[Row, int]:
+def _redacted(row: TrainingRow) -> tuple[TrainingRow, int]:
     count = 0
 
-    def clean(value: Any) -> Any:
+    def clean(text: str) -> str:
         nonlocal count
-        if isinstance(value, str):
-            text, replaced = redact(value)
-            count += replaced
-            return text
-        if isinstance(value, list):
-            return [clean(item) for item in value]
-        if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items()}
-        return value
+        redacted, replaced = redact(text)
+        count += replaced
+        return redacted
 
-    return clean(row), count
+    return row.with_contents(clean), count
 
 
-def _drop_duplicates(rows: Sequence[tuple[Row, int]]) -> tuple[list[tuple[Row, int]], int]:
+def _drop_duplicates(
+    rows: Sequence[tuple[TrainingRow, int]],
+) -> tuple[list[tuple[TrainingRow, int]], int]:
     """The first of rows with the same content whatever their conversation, and how many
     were dropped; across train and held-out alike, so no duplicate leaks the held-out set."""
     seen: set[str] = set()
-    unique: list[tuple[Row, int]] = []
+    unique: list[tuple[TrainingRow, int]] = []
     for row, redactions in rows:
-        content = {key: value for key, value in row.items() if key != "conversation"}
-        key = hashlib.sha256(
-            json.dumps(content, ensure_ascii=False, sort_keys=True).encode()
-        ).hexdigest()
+        key = hashlib.sha256(row.model_dump_json(exclude={"conversation"}).encode()).hexdigest()
         if key not in seen:
             seen.add(key)
             unique.append((row, redactions))
     return unique, len(rows) - len(unique)
 
 
-def _jsonl(row: Row) -> bytes:
-    return (json.dumps(row, ensure_ascii=False) + "\n").encode()
+def _jsonl(row: TrainingRow) -> bytes:
+    return (row.model_dump_json() + "\n").encode()
 
 
 def _unit_hash(conversation: str) -> float:
@@ -667,9 +623,9 @@ def _unit_hash(conversation: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _reads_as_manifest(path: Path) -> bool:
+def _reads_as_manifest(directory: Path) -> bool:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        read_manifest(directory)
+    except DatasetFileError:
         return False
-    return isinstance(manifest, dict) and "format" in manifest and "content_hash" in manifest
+    return True

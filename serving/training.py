@@ -26,10 +26,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serving.training_rows import (
+    DatasetFileError,
+    DpoRow,
+    KtoRow,
+    SftRow,
+    Split,
+    TrainingRow,
+    data_file,
+    read_manifest,
+    read_rows,
+)
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
-MANIFEST = "manifest.json"
 CARD = "adapter_card.json"
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"  # in CHECKPOINTS: what a resumed run must match
@@ -37,7 +48,6 @@ RUN_FILE = "run.json"  # in CHECKPOINTS: what a resumed run must match
 # other modules (embeddings, lm_head, norms) would be refused or ignored when it is loaded.
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA_DROPOUT = 0.05
-ROLES = frozenset({"system", "user", "assistant"})
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
@@ -59,6 +69,11 @@ EMPTY_METHOD_HINTS = {
     Method.SFT: "SFT needs 👍 answers, people's answers to escalations or a --seed file",
     Method.KTO: "KTO needs answers with 👍 or 👎; use --method sft",
     Method.DPO: "DPO needs 👎 answers that a person later answered; use --method sft",
+}
+ROW_MODELS: dict[Method, type[TrainingRow]] = {
+    Method.SFT: SftRow,
+    Method.KTO: KtoRow,
+    Method.DPO: DpoRow,
 }
 
 
@@ -110,13 +125,13 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The rows of one method from an export, in the form TRL's trainers take."""
+    """The train rows of one method from an export (`for_trainer()` gives TRL's form)."""
 
     directory: Path
     method: Method
     content_hash: str
-    counts: dict[str, Any]  # the manifest's row counts, every method and split
-    rows: list[dict[str, Any]]
+    counts: dict[str, dict[str, int]]  # the manifest's row counts, every method and split
+    rows: list[TrainingRow]
     heldout_rows: int
 
 
@@ -174,123 +189,26 @@ class TrainingResult:
 
 def read_training_data(directory: Path, method: Method) -> TrainingData:
     """The train rows of `method` from an export folder, checked line by line."""
-    if not directory.is_dir():
-        raise TrainingError(
-            f"no dataset folder at {directory}; write one with "
-            f"`dispatchbot dataset export --out {directory}`"
-        )
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise TrainingError(
-            f"{directory} has no {MANIFEST}, so it is not a dataset export; "
-            "write one with `dispatchbot dataset export`"
-        )
+    model = ROW_MODELS[method]
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TrainingError(f"{manifest_path} is not JSON ({error}); export again") from error
-    content_hash = manifest.get("content_hash") if isinstance(manifest, dict) else None
-    if not isinstance(content_hash, str) or not content_hash:
-        raise TrainingError(f"{manifest_path} has no content_hash; export again")
-    train_file = directory / f"{method}.train.jsonl"
-    if not train_file.is_file():
-        raise TrainingError(f"{directory} has no {train_file.name}; export again")
-    convert = _ROW_READERS[method]
-    rows = [convert(raw, f"{train_file}:{line}") for line, raw in _jsonl(train_file)]
+        manifest = read_manifest(directory)
+        rows = read_rows(directory / data_file(method, Split.TRAIN), model)
+        heldout_file = directory / data_file(method, Split.HELDOUT)
+        heldout = len(read_rows(heldout_file, model)) if heldout_file.is_file() else 0
+    except DatasetFileError as error:
+        raise TrainingError(str(error)) from error
     if not rows:
         raise TrainingError(
             f"no {method.value.upper()} rows in {directory}: {EMPTY_METHOD_HINTS[method]}"
         )
-    heldout_file = directory / f"{method}.heldout.jsonl"
-    heldout = sum(1 for _ in _jsonl(heldout_file)) if heldout_file.is_file() else 0
-    counts = manifest.get("counts")
     return TrainingData(
         directory=directory,
         method=method,
-        content_hash=content_hash,
-        counts=counts if isinstance(counts, dict) else {},
+        content_hash=manifest.content_hash,
+        counts=manifest.counts,
         rows=rows,
         heldout_rows=heldout,
     )
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as error:
-                raise TrainingError(
-                    f"{path}:{number} is not JSON ({error}); export again"
-                ) from None
-
-
-def _messages(value: Any, where: str, what: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise TrainingError(f"{where}: {what} is not a list of messages; export again")
-    for message in value:
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise TrainingError(
-                f"{where}: {what} holds {str(message)[:80]!r}, not a {{role, content}} message; "
-                "export again"
-            )
-    return [{"role": m["role"], "content": m["content"]} for m in value]
-
-
-def _answer(value: Any, where: str, what: str) -> list[dict[str, str]]:
-    messages = _messages(value, where, what)
-    if len(messages) != 1 or messages[0]["role"] != "assistant":
-        raise TrainingError(f"{where}: {what} is not one assistant message; export again")
-    return messages
-
-
-def _object(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise TrainingError(f"{where}: a row is a JSON object; export again")
-    return raw
-
-
-def sft_row(raw: Any, where: str) -> dict[str, Any]:
-    """Prompt and completion apart, so the loss counts only the final answer's tokens."""
-    messages = _messages(_object(raw, where).get("messages"), where, "messages")
-    if len(messages) < 2 or messages[-1]["role"] != "assistant":
-        raise TrainingError(
-            f"{where}: messages must end with the assistant's answer after a prompt; export again"
-        )
-    return {"prompt": messages[:-1], "completion": messages[-1:]}
-
-
-def kto_row(raw: Any, where: str) -> dict[str, Any]:
-    row = _object(raw, where)
-    if not isinstance(row.get("label"), bool):
-        raise TrainingError(f"{where}: label is true or false; export again")
-    return {
-        "prompt": _messages(row.get("prompt"), where, "prompt"),
-        "completion": _answer(row.get("completion"), where, "completion"),
-        "label": row["label"],
-    }
-
-
-def dpo_row(raw: Any, where: str) -> dict[str, Any]:
-    row = _object(raw, where)
-    return {
-        "prompt": _messages(row.get("prompt"), where, "prompt"),
-        "chosen": _answer(row.get("chosen"), where, "chosen"),
-        "rejected": _answer(row.get("rejected"), where, "rejected"),
-    }
-
-
-_ROW_READERS: dict[Method, Callable[[Any, str], dict[str, Any]]] = {
-    Method.SFT: sft_row,
-    Method.KTO: kto_row,
-    Method.DPO: dpo_row,
-}
 
 
 # Where and how
@@ -549,7 +467,7 @@ def _build_trainer(
         # Memory for speed: worth it for the 7-8B models on GPUs, not for SmolLM2 on a CPU.
         "gradient_checkpointing": device == "cuda",
     }
-    rows = list(data.rows)
+    rows = [row.for_trainer() for row in data.rows]
     if config.method is Method.SFT:
         args: Any = SFTConfig(**common, completion_only_loss=True)
         trainer_class: Any = SFTTrainer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -89,7 +88,7 @@ def export(
                     reserved_for_answer=settings.llm_max_tokens,
                 )
     if as_json:
-        typer.echo(json.dumps(report.manifest(), indent=2))
+        typer.echo(report.manifest().model_dump_json(indent=2))
         return
     _print_report(report)
 

@@ -32,6 +32,8 @@ from serving.dataset_export import (
 )
 from serving.prompts import SYSTEM_PROMPT, build_prompt
 from serving.redaction import redact
+from serving.training import Method, read_training_data
+from serving.training_rows import DatasetManifest
 from store import repository, schema
 from store.database import Database
 from store.models import Conversation, EscalationTrigger, MessageRole
@@ -359,6 +361,52 @@ def test_rows_hold_exactly_what_was_learned(database: Database, tmp_path: Path) 
     )
 
 
+def test_the_trainer_reads_back_what_the_store_held(sqlite_url: str, tmp_path: Path) -> None:
+    database = Database(sqlite_url)
+    schema.upgrade(database)
+    store = seed_store(database)
+    out = tmp_path / "export"
+    export_dataset(database, out, heldout_fraction=0)
+    database.dispose()
+
+    approval_prompt = stored_prompt(store.approval, ("(555) 010-2233", "[phone]"))
+    hazmat_prompt = stored_prompt(store.hazmat, ("joe.driver@example.com", "[email]"))
+    accident_prompt = stored_prompt(store.accident)
+    approved = assistant("The shift lead on duty approves loads from 26,001 to 40,000 lb [1].")
+    hazmat_answer = assistant("Yes, any route is fine for hazmat [2].")
+    accident_answer = assistant("Call 911 first [1].")
+    expected = {
+        Method.SFT: [
+            {"prompt": approval_prompt, "completion": approved},
+            {"prompt": hazmat_prompt, "completion": assistant(RESOLUTION_HAZMAT_REDACTED)},
+            {"prompt": accident_prompt, "completion": assistant(RESOLUTION_ACCIDENT)},
+        ],
+        Method.KTO: [
+            {"prompt": approval_prompt, "completion": approved, "label": True},
+            {"prompt": hazmat_prompt, "completion": hazmat_answer, "label": False},
+            {"prompt": accident_prompt, "completion": accident_answer, "label": False},
+        ],
+        Method.DPO: [
+            {
+                "prompt": hazmat_prompt,
+                "chosen": assistant(RESOLUTION_HAZMAT_REDACTED),
+                "rejected": hazmat_answer,
+            },
+            {
+                "prompt": accident_prompt,
+                "chosen": assistant(RESOLUTION_ACCIDENT),
+                "rejected": accident_answer,
+            },
+        ],
+    }
+    for method, rows in expected.items():
+        data = read_training_data(out, method)
+
+        assert canonical([row.for_trainer() for row in data.rows]) == canonical(rows)
+        assert data.heldout_rows == 0
+        assert data.content_hash == json.loads((out / "manifest.json").read_text())["content_hash"]
+
+
 def test_the_prompt_is_the_one_the_model_saw(database: Database, tmp_path: Path) -> None:
     store = seed_store(database)
     out = tmp_path / "export"
@@ -484,7 +532,8 @@ def test_the_manifest_matches_the_files(database: Database, tmp_path: Path) -> N
     report = export_dataset(database, out, heldout_fraction=0.25)
 
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
-    assert manifest == report.manifest()
+    assert manifest == report.manifest().model_dump(mode="json")
+    assert DatasetManifest.model_validate(manifest) == report.manifest()
     assert sorted(path.name for path in out.iterdir()) == sorted([*FILES, "manifest.json"])
     assert set(manifest) == {
         "created_at",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from serving.training import (
     TrainingConfig,
     TrainingError,
     TrainingProgress,
-    sft_row,
+    read_training_data,
     train_adapter,
 )
+from serving.training_rows import DatasetManifest, SftRow
 from store import repository, schema
 from store.database import Database
 from store.models import ModelVersionStatus
@@ -103,8 +105,17 @@ def write_dataset(directory: Path, *, dpo: bool = True) -> Path:
         kind: {split: len(files[f"{kind}.{split}.jsonl"]) for split in ("train", "heldout")}
         for kind in ("sft", "kto", "dpo")
     }
-    manifest = {"format": 1, "content_hash": DATASET_HASH, "counts": counts}
-    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    manifest = DatasetManifest(
+        created_at=datetime(2026, 3, 1, tzinfo=UTC),
+        database="sqlite:///dispatchbot.db",
+        counts=counts,
+        skipped={},
+        redactions=0,
+        heldout_fraction=0.1,
+        seed_rows=0,
+        content_hash=DATASET_HASH,
+    )
+    (directory / "manifest.json").write_text(manifest.model_dump_json(), encoding="utf-8")
     return directory
 
 
@@ -231,18 +242,46 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> 
         train_adapter(_config(tmp_path / "again", out_dir=other.out_dir, rank=16))
 
 
+def test_the_trainer_reads_each_method_in_its_trl_form(tmp_path: Path) -> None:
+    data_dir = write_dataset(tmp_path / "dataset")
+
+    sft, kto, dpo = (read_training_data(data_dir, method) for method in Method)
+
+    assert (len(sft.rows), len(kto.rows), len(dpo.rows)) == (10, 6, 3)
+    assert (sft.heldout_rows, sft.content_hash) == (2, DATASET_HASH)
+    assert sft.counts["sft"] == {"train": 10, "heldout": 2}
+    question, answer = QA[0]
+    assert sft.rows[0].for_trainer() == {"prompt": _prompt(question), "completion": _answer(answer)}
+    assert kto.rows[0].for_trainer() == {
+        "prompt": _prompt(question),
+        "completion": _answer(WRONG),
+        "label": False,
+    }
+    assert dpo.rows[0].for_trainer() == {
+        "prompt": _prompt(question),
+        "chosen": _answer(answer),
+        "rejected": _answer(WRONG),
+    }
+
+
 def test_sft_rows_put_the_final_answer_apart_and_bad_rows_say_where(tmp_path: Path) -> None:
     messages = [*_prompt("q"), *_answer("first"), {"role": "user", "content": "and?"}]
-    row = sft_row({"messages": [*messages, *_answer("final")], "conversation": "c"}, "f:1")
-    assert row == {"prompt": messages, "completion": _answer("final")}
+    row = SftRow.model_validate({"messages": [*messages, *_answer("final")], "conversation": "c"})
+    assert row.for_trainer() == {"prompt": messages, "completion": _answer("final")}
 
-    with pytest.raises(TrainingError, match=r"f:3: messages must end with the assistant"):
-        sft_row({"messages": messages}, "f:3")
     config = _config(tmp_path)
     with (config.data_dir / "sft.train.jsonl").open("a") as rows:
-        rows.write('{"messages": [{"role": "user"}]}\n')
-    with pytest.raises(TrainingError, match=r"sft\.train\.jsonl:11: .* not a \{role, content\}"):
+        rows.write(json.dumps({"messages": messages, "conversation": "c"}) + "\n")
+        rows.write('{"messages": [{"role": "user"}], "conversation": "c"}\n')
+    with pytest.raises(TrainingError, match=r"sft\.train\.jsonl:11: messages must end with the"):
         train_adapter(config)
+    lines = (config.data_dir / "sft.train.jsonl").read_text().splitlines()
+    (config.data_dir / "sft.train.jsonl").write_text("\n".join([*lines[:10], lines[11]]) + "\n")
+    with pytest.raises(
+        TrainingError, match=r"sft\.train\.jsonl:11: messages\[0\] is not a \{role, content\}"
+    ):
+        train_adapter(config)
+    assert not (config.out_dir / "adapter_config.json").exists()
 
 
 def test_rows_that_do_not_fit_are_skipped_and_none_fitting_is_an_error(tmp_path: Path) -> None:
