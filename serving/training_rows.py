@@ -108,10 +108,6 @@ Messages = Annotated[tuple[ChatMessage, ...], AfterValidator(_has_messages)]
 Answer = Annotated[tuple[ChatMessage, ...], AfterValidator(_is_one_assistant_message)]
 
 
-def _dumped(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    return [message.model_dump() for message in messages]
-
-
 def _transformed(
     messages: Sequence[ChatMessage], transform: Callable[[str], str]
 ) -> tuple[ChatMessage, ...]:
@@ -124,9 +120,9 @@ class _TrainingRow(BaseModel):
     # Each row declares its fields itself, in the order they have on disk.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @abstractmethod
     def for_trainer(self) -> dict[str, Any]:
         """The row as TRL's trainer of its method takes it: without the conversation id."""
+        return self.model_dump(mode="json", exclude={"conversation"})
 
     @abstractmethod
     def with_contents(self, transform: Callable[[str], str]) -> Self:
@@ -161,7 +157,8 @@ class SftRow(_TrainingRow):
 
     def for_trainer(self) -> dict[str, Any]:
         # Prompt and completion apart, so the loss counts only the final answer's tokens.
-        return {"prompt": _dumped(self.prompt), "completion": _dumped(self.completion)}
+        messages = self.model_dump(mode="json")["messages"]
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
 
     def with_contents(self, transform: Callable[[str], str]) -> Self:
         return self.model_copy(update={"messages": _transformed(self.messages, transform)})
@@ -185,13 +182,6 @@ class KtoRow(_TrainingRow):
             label=label,
             conversation=conversation,
         )
-
-    def for_trainer(self) -> dict[str, Any]:
-        return {
-            "prompt": _dumped(self.prompt),
-            "completion": _dumped(self.completion),
-            "label": self.label,
-        }
 
     def with_contents(self, transform: Callable[[str], str]) -> Self:
         return self.model_copy(
@@ -220,13 +210,6 @@ class DpoRow(_TrainingRow):
             rejected=ChatMessage.answer(rejected),
             conversation=conversation,
         )
-
-    def for_trainer(self) -> dict[str, Any]:
-        return {
-            "prompt": _dumped(self.prompt),
-            "chosen": _dumped(self.chosen),
-            "rejected": _dumped(self.rejected),
-        }
 
     def with_contents(self, transform: Callable[[str], str]) -> Self:
         return self.model_copy(
