@@ -15,6 +15,7 @@ from bot.commands import (
     documents,
     escalations,
     evaluate,
+    learn,
     model,
     promote,
     retention,
@@ -47,6 +48,7 @@ app.add_typer(retention.app, name="retention")
 app.command("train")(train.train)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
+app.command("learn")(learn.learn)
 
 
 @app.callback()

@@ -356,6 +356,13 @@ class Settings(BaseSettings):
     escalation_channel: str | None = Field(
         default=None, description="Channel id where escalation cards are posted."
     )
+    learn_report_channel: str | None = Field(
+        default=None,
+        description=(
+            "Channel id where `dispatchbot learn` posts what it trained, judged and promoted; "
+            "unset: ESCALATION_CHANNEL."
+        ),
+    )
     escalation_mention: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(

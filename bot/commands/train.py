@@ -28,6 +28,7 @@ from serving.training import (
     train_adapter,
 )
 from store import repository
+from store.settings import Settings
 
 console = Console(soft_wrap=True)
 # A version name is also the name vLLM serves the adapter under and a folder name.
@@ -153,14 +154,7 @@ def train(
             f"--rank {rank} is above VLLM_MAX_LORA_RANK ({settings.vllm_max_lora_rank}), so vLLM "
             "would refuse the adapter; lower --rank or raise VLLM_MAX_LORA_RANK"
         )
-    if base is None:
-        default_base = converted_model_dir(settings.models_dir.absolute())
-        if not (default_base / "config.json").is_file():
-            fail(
-                f"the base model is not in {default_base} yet; run `dispatchbot model setup` "
-                "or pass --base"
-            )
-        base = str(default_base)
+    base = base or default_base(settings)
     with command_database(settings) as database, database.transaction() as session:
         if repository.find_model_version(session, name) is not None:
             fail(f"a model version named {name!r} exists already; pick another --name")
@@ -180,8 +174,29 @@ def train(
         device=device,
         save_every=save_every,
     )
+    _report(train_and_register(settings, config), as_json)
+
+
+def default_base(settings: Settings) -> str:
+    """The SmolLM2-135M-Instruct that `dispatchbot model setup` converts into MODELS_DIR."""
+    assert settings.models_dir is not None, "Settings derives models_dir from the data dir"
+    converted = converted_model_dir(settings.models_dir.absolute())
+    if not (converted / "config.json").is_file():
+        fail(
+            f"the base model is not in {converted} yet; run `dispatchbot model setup` "
+            "or pass --base"
+        )
+    return str(converted)
+
+
+def train_and_register(settings: Settings, config: TrainingConfig) -> TrainingResult:
+    """Train with a progress display, then record the adapter as a candidate version.
+
+    Bad input, an interrupt or a name registered meanwhile ends the command clearly.
+    """
+    assert settings.models_dir is not None, "Settings derives models_dir from the data dir"
     try:
-        with _progress_display(f"{method.value} {name}") as progress:
+        with _progress_display(f"{config.method.value} {config.name}") as progress:
             result = train_adapter(config, progress)
     except TrainingError as error:
         fail(str(error))
@@ -192,15 +207,15 @@ def train(
         try:
             repository.register_model_version(
                 session,
-                name=name,
-                base_model=_served_base(base, settings.llm_model, settings.models_dir),
+                name=config.name,
+                base_model=_served_base(config.base_model, settings.llm_model, settings.models_dir),
                 adapter_path=str(result.adapter_dir),
                 dataset_hash=result.dataset_hash,
                 metrics=result.store_metrics(),
             )
         except ValueError as error:  # someone registered the name while this one trained
             fail(f"{error}; the adapter is in {result.adapter_dir}")
-    _report(result, as_json)
+    return result
 
 
 def _served_base(base: str, served_name: str, models_dir: Path) -> str:
