@@ -83,7 +83,6 @@ def export(
                     seed_rows=seed_rows,
                     search=_policy_search(settings, client),
                     search_k=settings.search_k,
-                    prompt_sources=settings.answer_prompt_sources,
                     context_tokens=settings.llm_context_tokens,
                     reserved_for_answer=settings.llm_max_tokens,
                 )

@@ -80,7 +80,7 @@ def train(
     ] = None,
     epochs: Annotated[
         float, typer.Option("--epochs", min=0.01, help="Passes over the train rows.")
-    ] = 3.0,
+    ] = TrainingConfig.epochs,
     lr: Annotated[
         float | None,
         typer.Option(
@@ -94,11 +94,11 @@ def train(
         typer.Option(
             "--rank", min=1, help="LoRA rank r (alpha is 2r); at most VLLM_MAX_LORA_RANK."
         ),
-    ] = 8,
+    ] = TrainingConfig.rank,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, help="Rows per optimizer step (kto needs 2 or more)."),
-    ] = 4,
+    ] = TrainingConfig.batch_size,
     max_seq_len: Annotated[
         int | None,
         typer.Option(

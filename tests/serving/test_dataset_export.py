@@ -24,6 +24,7 @@ from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import NO_GENERATION, NOT_COVERED, NOTHING_WRITTEN
 from serving.dataset_export import (
+    SEED_PROMPT_SOURCES,
     ExportDirectoryError,
     SeedFileError,
     export_dataset,
@@ -661,10 +662,10 @@ def test_seed_rows_cite_their_sources_by_number(
         assert answer["content"] == expected
         assert re.search(r"\[\d+\]", answer["content"])
         # The bot's prompt shape: the cited document's best section first, then the best of
-        # the rest, three in all; personal data redacted.
+        # the rest as a distractor; personal data redacted.
         results = policy_search.search(seed["question"], k=4)
         cited = [r for r in results if r.doc_id in seed["doc_ids"]][:1]
-        sources = [*cited, *[r for r in results if r not in cited]][:3]
+        sources = [*cited, *[r for r in results if r not in cited]][:SEED_PROMPT_SOURCES]
         assert sources[0].doc_id in seed["doc_ids"]
         built = build_prompt(seed["question"], sources, []).messages
         assert [system, question] == [

@@ -157,8 +157,8 @@ def test_sft_trains_an_adapter_that_changes_the_model(tmp_path: Path) -> None:
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
-    assert adapter_config["r"] == 8
-    assert adapter_config["lora_alpha"] == 16
+    assert adapter_config["r"] == 16
+    assert adapter_config["lora_alpha"] == 32
     assert sorted(adapter_config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert _lora_b_is_trained(adapter)
     assert sorted(p.name for p in (adapter / CHECKPOINTS).glob("checkpoint-*")) == [
@@ -174,8 +174,8 @@ def test_sft_trains_an_adapter_that_changes_the_model(tmp_path: Path) -> None:
     assert card["method"] == "sft"
     assert card["base_model"] == str(BASE)
     assert card["steps"] == result.steps == 2
-    assert card["hyperparameters"]["rank"] == 8
-    assert card["hyperparameters"]["learning_rate"] == 2e-4
+    assert card["hyperparameters"]["rank"] == 16
+    assert card["hyperparameters"]["learning_rate"] == 1e-3
     assert card["hyperparameters"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert [step for step, _ in card["loss_curve"]] == [1, 2]
     assert all(math.isfinite(loss) and loss > 0 for _, loss in card["loss_curve"])
@@ -187,7 +187,7 @@ def test_sft_trains_an_adapter_that_changes_the_model(tmp_path: Path) -> None:
     assert card["dtype"] in ("bf16", "fp32")
     readme = (adapter / "README.md").read_text()
     assert DATASET_HASH in readme
-    assert "| LoRA | r=8, alpha=16" in readme
+    assert "| LoRA | r=16, alpha=32" in readme
 
     # The saved weights load onto the base and change what it predicts.
     tokenizer = AutoTokenizer.from_pretrained(BASE)
@@ -239,7 +239,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> 
     with pytest.raises(KeyboardInterrupt):
         train_adapter(other, stop_at_step_two)
     with pytest.raises(TrainingError, match="other data or settings"):
-        train_adapter(_config(tmp_path / "again", out_dir=other.out_dir, rank=16))
+        train_adapter(_config(tmp_path / "again", out_dir=other.out_dir, rank=4))
 
 
 def test_the_trainer_reads_each_method_in_its_trl_form(tmp_path: Path) -> None:
@@ -367,7 +367,7 @@ def test_the_command_trains_registers_a_candidate_and_refuses_a_used_name(
         assert version.base_model == str(BASE)
         training = version.metrics["training"]
         assert training["steps"] == 2
-        assert training["hyperparameters"]["rank"] == 8
+        assert training["hyperparameters"]["rank"] == 16
         assert "loss_curve" not in training
     database.dispose()
 
