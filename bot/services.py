@@ -78,9 +78,10 @@ def open_services(settings: Settings, *, wait_for_ingest: bool = False) -> Itera
             search = PolicySearch(
                 client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
             )
+            promoted = PromotedAdapter(database)
             assistant = Assistant(
                 search=search,
-                model=ModelClient.from_settings(settings, PromotedAdapter(database)),
+                model=ModelClient.from_settings(settings, promoted, promoted.served_at),
                 database=database,
                 settings=assistant_settings(settings),
             )

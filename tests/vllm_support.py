@@ -54,10 +54,11 @@ def make_client(
     max_tokens: int = 48,
     promoted: Callable[[], str | None] | None = None,
     sampling: Mapping[str, Any] | None = None,
+    served_at: Callable[[str], str | None] | None = None,
 ) -> ModelClient:
     return ModelClient(
         endpoints,
-        router=AdapterRouter(routes or {}, BASE_MODEL, promoted),
+        router=AdapterRouter(routes or {}, BASE_MODEL, promoted, served_at),
         api_key=SecretStr("EMPTY"),
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,

@@ -157,9 +157,10 @@ def evaluate_answers_command(
         fail(str(error))
     with command_services(settings) as services, scratch_database() as scratch:
         ensure_local_model(settings)
+        promoted = PromotedAdapter(services.database)
         assistant = Assistant(
             search=services.search,
-            model=ModelClient.from_settings(settings, PromotedAdapter(services.database)),
+            model=ModelClient.from_settings(settings, promoted, promoted.served_at),
             database=scratch,
             settings=assistant_settings(settings),
         )

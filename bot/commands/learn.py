@@ -60,7 +60,7 @@ from serving.evaluation import (
 )
 from serving.llm_client import ModelError
 from serving.model_gate import GateResult
-from serving.promotion import PromotionError, active_versions, promote
+from serving.promotion import PromotionError, active_versions, apply_promotion
 from serving.training import Device, Method, TrainingConfig, TrainingResult
 from serving.vllm_admin import list_served_models
 from store.database import Database
@@ -396,13 +396,10 @@ def _judge(
 
 def _promote(settings: Settings, database: Database, candidate: str) -> str:
     try:
-        with database.transaction() as session:
-            promote(
-                session,
-                candidate,
-                endpoints=[settings.llm_base_url, *settings.llm_fallback_urls],
-                api_key=settings.llm_api_key.get_secret_value(),
-            )
+        # As `dispatchbot promote` does: merged into a vLLM of its own on the local default.
+        apply_promotion(
+            settings, database, candidate, report=lambda step: stderr.print(f"• {step}")
+        )
     except PromotionError as error:
         unavailable = "cannot reach" in str(error)
         fail(

@@ -21,11 +21,12 @@ from serving.local_vllm import (
     prepare_local_vllm,
     serve_local_vllm,
 )
+from serving.merged_adapters import MergedServing
 from serving.model_report import version_report
 from serving.promotion import PromotionError, restore_active_adapters
 from serving.vllm_admin import list_served_models
 from serving.vllm_env import VllmEnvError
-from serving.vllm_server import ServerError, server_status, stop_server
+from serving.vllm_server import ServerError, ServerStatus, server_status, stop_server
 from store.schema import SchemaOutOfDate, open_current_database
 from store.settings import Settings
 
@@ -70,7 +71,8 @@ def serve(
     """Set up what is missing, then start the local vLLM in the background.
 
     The first run creates the vLLM virtualenv (about 3 minutes) and converts the weights.
-    Later runs start in about 30 s; when vLLM already runs, nothing is done.
+    Later runs start in about 30 s. The promoted version's vLLM of merged weights starts
+    too, and the canary is loaded; what already runs is left as it is.
     """
     settings = settings_of(ctx)
     began = time.monotonic()
@@ -84,24 +86,26 @@ def serve(
             f"vLLM already serves {record.served_model_name} at {record.base_url} "
             f"(pid {record.pid})."
         )
-        return
-    console.print(
-        f"vLLM serves {record.served_model_name} at {record.base_url} (pid {record.pid}); "
-        f"server ready in {outcome.startup_s:.1f} s, {time.monotonic() - began:.1f} s in all. "
-        f"Log: {record.log_file}"
-    )
-    restore_adapters(settings, record.base_url)
+    else:
+        console.print(
+            f"vLLM serves {record.served_model_name} at {record.base_url} (pid {record.pid}); "
+            f"server ready in {outcome.startup_s:.1f} s, "
+            f"{time.monotonic() - began:.1f} s in all. Log: {record.log_file}"
+        )
+    restore_adapters(settings, record.base_url, console)
 
 
-def restore_adapters(settings: Settings, endpoint: str) -> None:
-    """Load the promoted adapter (and a canary) into a server that just started."""
+def restore_adapters(settings: Settings, endpoint: str, out: Console) -> None:
+    """Serve what the store says answers (the promoted version, a canary) where it is not
+    served yet: after a restart, or when its server went away."""
     try:
         database = open_current_database(settings.database_url)
     except (SchemaOutOfDate, SQLAlchemyError):
         return  # no store yet: nothing was ever promoted
+    merged = MergedServing.for_settings(settings, lambda step: out.print(f"• {step}"))
     try:
-        for name in restore_active_adapters(database, endpoint):
-            console.print(f"Loaded adapter {name}, which the store says answers questions.")
+        for name in restore_active_adapters(database, endpoint, merged):
+            out.print(f"Serving {name}, which the store says answers questions.")
     except PromotionError as error:
         stderr.print(f"[yellow]warning:[/] {error}; the base model answers until it is fixed.")
     finally:
@@ -113,28 +117,32 @@ def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
 ) -> None:
-    """Show whether the local vLLM runs, where, and which adapters it serves.
+    """Show whether the local vLLM runs, where, and which adapters it serves, and the vLLMs
+    of promoted versions' merged weights.
 
-    Exits with status 1 when it is not running.
+    Exits with status 1 when the base model's vLLM is not running.
     """
-    current = server_status(local_pid_file(settings_of(ctx)))
+    settings = settings_of(ctx)
+    current = server_status(local_pid_file(settings))
+    merged_servers = MergedServing(settings).running()
+    merged = [
+        {"version": version, **_server_report(status)} for version, status in merged_servers.items()
+    ]
     if current is None:
         if as_json:
-            typer.echo(json.dumps({"running": False}, indent=2))
+            typer.echo(json.dumps({"running": False, "merged": merged}, indent=2))
         else:
             console.print("vLLM is not running; start it with `dispatchbot model serve`.")
+            _print_merged(merged_servers)
         raise typer.Exit(1)
     record = current.record
     adapters = [model.id for model in current.models if model.parent is not None]
     report = {
         "running": True,
-        "ready": current.ready,
-        "pid": record.pid,
-        "url": record.base_url,
+        **_server_report(current),
         "base_model": record.served_model_name,
         "adapters": adapters,
-        "uptime_s": round(current.uptime_s, 1),
-        "log_file": record.log_file,
+        "merged": merged,
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -145,12 +153,38 @@ def status(
         f"\n  base model: {record.served_model_name}\n  adapters: {', '.join(adapters) or 'none'}"
         f"\n  log: {record.log_file}"
     )
+    _print_merged(merged_servers)
+
+
+def _server_report(status: ServerStatus) -> dict[str, object]:
+    return {
+        "ready": status.ready,
+        "pid": status.record.pid,
+        "url": status.record.base_url,
+        "uptime_s": round(status.uptime_s, 1),
+        "log_file": status.record.log_file,
+    }
+
+
+def _print_merged(servers: dict[str, ServerStatus]) -> None:
+    for version, status in servers.items():
+        record = status.record
+        state = "ready" if status.ready else "starting (not answering yet)"
+        console.print(
+            f"vLLM of {version} (merged weights) {state} at {record.base_url} "
+            f"(pid {record.pid}, up {_duration(status.uptime_s)})\n  log: {record.log_file}"
+        )
 
 
 @app.command()
 def stop(ctx: typer.Context) -> None:
-    """Stop the local vLLM (SIGTERM, then SIGKILL if it lingers)."""
-    record = stop_server(local_pid_file(settings_of(ctx)))
+    """Stop the local vLLM and those of merged versions (SIGTERM, then SIGKILL if it
+    lingers)."""
+    settings = settings_of(ctx)
+    merged = MergedServing(settings)
+    for record in merged.stop(list(merged.running()), drain_timeout_s=0):
+        console.print(f"Stopped vLLM of {record.served_model_name} (pid {record.pid}).")
+    record = stop_server(local_pid_file(settings))
     if record is None:
         console.print("vLLM is not running.")
         return
@@ -164,22 +198,23 @@ def _duration(seconds: float) -> str:
 
 
 def ensure_local_model(settings: Settings) -> None:
-    """Start the local vLLM when the client points at it and nothing answers there."""
+    """Start the local vLLM when the client points at it and nothing answers there, and the
+    promoted version's vLLM of merged weights when it does not run."""
     local_url = local_server_config(settings).base_url
     if settings.llm_base_url.rstrip("/") != local_url:
         return  # a server someone else runs: its availability is the fallback list's business
     try:
         list_served_models(local_url)
-        return
     except httpx.HTTPError:
         stderr.print(
             "The local model is not running; starting it (about 30 s, longer the first time)."
         )
-    try:
-        serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
-    except (ServerError, VllmEnvError, WeightsError) as error:
-        fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)
-    restore_adapters(settings, local_url)
+        try:
+            serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
+        except (ServerError, VllmEnvError, WeightsError) as error:
+            fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)
+    # Also when it runs: the promoted version's own server may not.
+    restore_adapters(settings, local_url, stderr)
 
 
 @app.command()

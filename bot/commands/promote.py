@@ -8,11 +8,8 @@ from dataclasses import asdict
 import typer
 from rich.console import Console
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of
-from serving.promotion import ActiveVersions, PromotionError, active_versions
-from serving.promotion import promote as promote_version
-from serving.promotion import rollback as roll_back
-from store.settings import Settings
+from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of, stderr
+from serving.promotion import ActiveVersions, PromotionError, apply_promotion, apply_rollback
 
 console = Console(soft_wrap=True)
 
@@ -33,21 +30,16 @@ def promote(
     """Load an adapter into the model server(s) and make it answer.
 
     The bot picks it up within seconds, without a restart. Each answer records the adapter
-    that wrote it, so `dispatchbot model report` compares versions.
+    that wrote it, so `dispatchbot model report` compares versions. On the local vLLM the
+    promoted version is merged into the base weights and gets a vLLM of its own (about 30 s),
+    which answers as fast as the base model; a canary is loaded as an adapter.
     """
     settings = settings_of(ctx)
     with command_database(settings) as database:
         try:
-            with database.transaction() as session:
-                promote_version(
-                    session,
-                    name,
-                    endpoints=_endpoints(settings),
-                    canary_share=canary,
-                    force=force,
-                    api_key=settings.llm_api_key.get_secret_value(),
-                )
-                active = active_versions(session)
+            active = apply_promotion(
+                settings, database, name, canary_share=canary, force=force, report=_progress
+            )
         except PromotionError as error:
             fail(str(error), EXIT_UNAVAILABLE if "cannot reach" in str(error) else 2)
     _report(active, as_json)
@@ -59,31 +51,28 @@ def rollback(
 ) -> None:
     """Stop the canary if there is one; else return to the version promoted before.
 
-    The version rolled back from is marked rejected.
+    The version rolled back from is marked rejected; on the local vLLM its vLLM of merged
+    weights stops once the switch is made.
     """
     settings = settings_of(ctx)
     with command_database(settings) as database:
         try:
-            with database.transaction() as session:
-                active = roll_back(
-                    session,
-                    endpoints=_endpoints(settings),
-                    api_key=settings.llm_api_key.get_secret_value(),
-                )
+            active = apply_rollback(settings, database, report=_progress)
         except PromotionError as error:
             fail(str(error), EXIT_UNAVAILABLE if "cannot reach" in str(error) else 2)
     _report(active, as_json)
 
 
-def _endpoints(settings: Settings) -> list[str]:
-    return [settings.llm_base_url, *settings.llm_fallback_urls]
+def _progress(step: str) -> None:
+    stderr.print(f"• {step}", highlight=False)  # stdout stays the report (--json)
 
 
 def _report(active: ActiveVersions, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(asdict(active)))
         return
-    console.print(f"Answering: {active.promoted or 'the base model'}", highlight=False)
+    where = f" (merged weights, at {active.promoted_endpoint})" if active.promoted_endpoint else ""
+    console.print(f"Answering: {active.promoted or 'the base model'}{where}", highlight=False)
     if active.canary:
         console.print(
             f"Canary: {active.canary} on {active.canary_share:.0%} of questions", highlight=False

@@ -147,3 +147,38 @@ def test_every_request_stops_where_the_model_would_copy_source_markup() -> None:
     assert result.text == "Yes."
     assert server.requests[0]["stop"] == list(ECHO_STOPS)
     assert all(stop.startswith("<") for stop in ECHO_STOPS)
+
+
+def test_a_model_with_a_server_of_its_own_is_asked_there_before_the_endpoints() -> None:
+    merged, base = CannedChatServer(["Merged."]), CannedChatServer(["Base."])
+    client = make_client(
+        [base.url],
+        promoted=lambda: "acme-v3",
+        served_at=lambda model: merged.url if model == "acme-v3" else None,
+    )
+    try:
+        promoted = client.complete(QUESTION)
+        routed = client.complete(QUESTION, model="acme-v2")
+    finally:
+        merged.close()
+        base.close()
+
+    assert (promoted.endpoint, promoted.adapter) == (merged.url, "acme-v3")
+    assert promoted.text == "Merged."
+    assert [request["model"] for request in merged.requests] == ["acme-v3"]
+    assert (routed.endpoint, routed.adapter) == (base.url, "acme-v2")
+    assert [request["model"] for request in base.requests] == ["acme-v2"]
+
+
+def test_a_model_whose_own_server_is_down_is_asked_at_the_endpoints(dead_endpoint: str) -> None:
+    base = CannedChatServer(["Base."])
+    client = make_client(
+        [base.url], promoted=lambda: "acme-v3", served_at=lambda _model: dead_endpoint
+    )
+    try:
+        result = client.complete(QUESTION)
+    finally:
+        base.close()
+
+    assert (result.endpoint, result.adapter) == (base.url, "acme-v3")
+    assert [failure.endpoint for failure in result.skipped] == [dead_endpoint]

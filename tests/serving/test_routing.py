@@ -47,6 +47,17 @@ def test_an_explicit_model_wins_and_naming_the_base_model_means_no_adapter(
     assert router.route(model="base", channel="C_DISPATCH").adapter is None
 
 
+def test_a_model_with_a_server_of_its_own_is_routed_there() -> None:
+    own_servers = {"acme-v3": "http://127.0.0.1:8101/v1"}
+    router = AdapterRouter(ROUTES, "base", lambda: "acme-v3", own_servers.get)
+
+    assert router.route().endpoint == "http://127.0.0.1:8101/v1"
+    assert router.route(model="acme-v3").endpoint == "http://127.0.0.1:8101/v1"
+    assert router.route(channel="C_DISPATCH").endpoint is None  # dispatch-v2 has none
+    assert router.route(model="base").endpoint is None
+    assert AdapterRouter(ROUTES, "base", lambda: "acme-v3").route().endpoint is None
+
+
 def test_routes_and_fallbacks_come_from_friendly_environment_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from vllm_support import local_settings
 
-from serving.local_vllm import local_server_config
+from serving.local_vllm import local_server_config, merged_server_config
 
 
 def test_the_command_serves_on_loopback_eagerly_with_runtime_lora(tmp_path: Path) -> None:
@@ -56,3 +56,19 @@ def test_the_environment_carries_the_recipe_and_none_of_our_settings(
     assert environment["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert environment["HF_HUB_OFFLINE"] == "1"
     assert environment["VLLM_CACHE_ROOT"] == str((tmp_path / "vllm-cache").absolute())
+
+
+def test_a_merged_version_is_served_under_its_name_without_lora(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, 8123)
+    config = merged_server_config(settings, "acme-v3", tmp_path / "merged" / "acme-v3", 8124)
+
+    command = config.command()
+
+    assert command[command.index("--model") + 1] == str(tmp_path / "merged" / "acme-v3")
+    assert command[command.index("--served-model-name") + 1] == "acme-v3"
+    assert config.base_url == "http://127.0.0.1:8124/v1"
+    assert not {"--enable-lora", "--max-loras", "--max-lora-rank"} & set(command)
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in config.environment()
+    # Its own pid file and log: the base model's server is never mistaken for it.
+    assert config.pid_file != local_server_config(settings).pid_file
+    assert config.log_file != local_server_config(settings).log_file
