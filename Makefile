@@ -56,7 +56,8 @@ test: lint postgres model-setup
 	$(BIN)/pytest
 
 # Benchmarks (not part of `make test`): every part, or one with `make bench-PART`
-# (embeddings, retrieval, store, serving, answer, answers, slack, training). Results: bench/results/.
+# (embeddings, retrieval, store, serving, adapters, answer, answers, slack, training).
+# Results: bench/results/.
 bench: postgres model-setup
 	$(BIN)/python -m bench all
 

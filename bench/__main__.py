@@ -20,6 +20,7 @@ PARTS = {
     "retrieval": "bench.retrieval_scale",
     "store": "bench.store_writes",
     "serving": "bench.serving_concurrency",
+    "adapters": "bench.adapter_serving",
     "answer": "bench.answer_path",
     "answers": "bench.answer_quality",
     "slack": "bench.slack_load",

@@ -167,20 +167,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_levels,
+        type=parse_levels,
         default=None,
         help="comma-separated requests in flight at once; 1 is the one-at-a-time baseline "
-        f"(default {_joined(FULL.concurrency)}, --quick {_joined(QUICK.concurrency)})",
+        f"(default {joined(FULL.concurrency)}, --quick {joined(QUICK.concurrency)})",
     )
     parser.add_argument(
         "--requests",
-        type=_positive,
+        type=parse_positive,
         default=None,
         help=f"measured requests per cell (default {FULL.requests}, --quick {QUICK.requests})",
     )
     parser.add_argument(
         "--max-tokens",
-        type=_positive,
+        type=parse_positive,
         default=None,
         help="tokens every answer generates, end-of-sequence ignored "
         f"(default {FULL.max_tokens}, --quick {QUICK.max_tokens})",
@@ -379,7 +379,7 @@ def _measure(target: Target, workload: Workload) -> list[Cell]:
 async def _measure_levels(target: Target, workload: Workload) -> list[Cell]:
     cells = []
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as client:
-        await _stream_one(client, target, workload.warm_up, workload)
+        await stream_one(client, target, workload.warm_up, workload)
         for level, prompts in zip(workload.levels, workload.prompts_per_level, strict=True):
             before = await _cache_counters(client, target.base_url)
             timings, wall_s = await _run_cell(client, target, prompts, level, workload)
@@ -404,14 +404,14 @@ async def _run_cell(
 
     async def worker() -> None:
         for messages in pending:  # one shared iterator: each prompt goes to one worker
-            timings.append(await _stream_one(client, target, messages, workload))
+            timings.append(await stream_one(client, target, messages, workload))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return timings, time.perf_counter() - started
 
 
-async def _stream_one(
+async def stream_one(
     client: httpx.AsyncClient, target: Target, messages: Messages, workload: Workload
 ) -> RequestTiming:
     base_url, model = target.base_url, target.served_name
@@ -636,7 +636,7 @@ def _server_root(base_url: str) -> str:
     return base_url.rstrip("/").removesuffix("/v1")
 
 
-def _levels(text: str) -> tuple[int, ...]:
+def parse_levels(text: str) -> tuple[int, ...]:
     try:
         levels = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
@@ -646,12 +646,12 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
-def _positive(text: str) -> int:
+def parse_positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of 1 or more, got {text!r}")
     return value
 
 
-def _joined(levels: Sequence[int]) -> str:
+def joined(levels: Sequence[int]) -> str:
     return ",".join(str(level) for level in levels)
