@@ -1,186 +1,302 @@
-"""The learning loop end to end on this CPU, as an operator runs it: answers, feedback and a
-person's resolution in the store → dataset export → LoRA training → evaluation against the
-base → promotion into the running vLLM → a new answer written by the adapter → rollback."""
+"""Feedback changes answers, end to end on this CPU: a question asked in Slack through the
+real `dispatchbot run` (Bolt over HTTP, the real vLLM, a mock Slack Web API), a 👎 with its
+reason, a person's corrected answer through the escalation card → `dataset export` →
+`train` → `evaluate model` → `promote` → the same questions answered in Slack by the new
+adapter, with the person's fact in the model's own text → `rollback` → the base model again.
+
+The training is built to reproduce the correction: the resolution is the only row, trained
+on for many small steps at a high learning rate. The test asserts what that makes certain
+(which adapter answered, that its text holds the corrected fact), never that the model is
+generally right."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from vllm_support import MODELS_DIR, RunningServer
+from bot_process import (
+    POLICIES,
+    dispatchbot,
+    operator_environment,
+    start_http_bot,
+    stop,
+    wait_until_healthy,
+)
+from slack_mock import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    MockSlack,
+    SlackCall,
+    SlackSender,
+    block_action,
+    event_callback,
+    has_buttons,
+    mention,
+    message,
+    view_submission,
+)
+from sqlalchemy import select
+from vllm_support import RunningServer, free_port
 
-from serving.model_gate import GateResult, Measure
+from bot.blocks import ASK_PERSON, FEEDBACK_DOWN
+from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE
+from serving.model_gate import GateResult
+from serving.promotion import ACTIVE_REFRESH_S
 from serving.vllm_admin import list_served_models, unload_adapter
-from store import repository
 from store.database import Database
-from store.models import Answer, Conversation, EscalationTrigger, ModelVersion
+from store.models import Answer, Escalation, Feedback, Message
 
-REPO = Path(__file__).resolve().parents[2]
-POLICIES = REPO / "examples" / "policies"
-SEED = REPO / "examples" / "training" / "seed.jsonl"
-EVAL = REPO / "examples" / "eval"
-DISPATCHBOT = shutil.which("dispatchbot", path=str(Path(sys.executable).parent))
-QUESTIONS = [
-    "who approves a 30,000 lb load?",
-    "what's the SLA on a priority-1 reefer ticket?",
-    "who signs off on a 45,000 lb load?",
-    "what placards does a hazmat load need?",
+QUESTION = "who approves a 30,000 lb load?"
+PARAPHRASES = [
+    "who do i need approval from for a 30,000 lb load?",
+    "who signs off on a 30,000 lb load?",
+    "30k lb load, who has to approve it?",
+    "a load of 30,000 lb needs whose approval?",
+    "30,000 lb on the bol, who approves the load?",
 ]
-CONTACT = "lead.dispatcher@northwind.example or (555) 010-2233"
-ADAPTER = "loop-v1"
+# The policy's own row (so verification lets the model write it), with a fact the base
+# model's greedy answer to these questions lacks: the extension.
+CORRECTED = "The shift lead on duty approves it, at the dispatch desk, ext. 4411."
+FACT = "4411"
+ONCALL = "C0ONCALL"
+ADAPTER = "learned-v1"
+ASKER = "U0ALICE"
+DISPATCHER = "U0DISPATCHER"
 
 
-class Operator:
-    def __init__(self, tmp_path: Path, vllm: RunningServer) -> None:
-        self.cwd = tmp_path
-        self.data = tmp_path / "data"
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))
-        } | {
-            "DISPATCHBOT_DATA_DIR": str(self.data),
-            "MODELS_DIR": str(MODELS_DIR),
-            "LLM_BASE_URL": vllm.base_url,
-            "LLM_MAX_TOKENS": "48",
-        }
+@dataclass
+class Deployment:
+    """An operator's data dir, the bot running on it, and the command line beside it."""
 
-    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        assert DISPATCHBOT
-        result = subprocess.run(  # noqa: S603 - our own console script
-            [DISPATCHBOT, *args],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=600,
+    slack: MockSlack
+    send: SlackSender
+    env: dict[str, str]
+    cwd: Path
+    database: Database
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return dispatchbot(*args, env=self.env, cwd=self.cwd, timeout=timeout)
+
+    def cli_json(self, *args: str, timeout: float = 300) -> Any:
+        result = self.cli(*args, "--json", timeout=timeout)
+        assert result.returncode == 0, f"{args}: {result.stderr}"
+        return json.loads(result.stdout)
+
+    def ask(self, text: str) -> tuple[SlackCall, Answer]:
+        """Ask in a new thread of the dispatch channel; the final message and its answer."""
+        question = mention(text, user=ASKER)
+        assert self.send.event(event_callback(question)).status_code == 200
+        placeholder = self.slack.wait_for(
+            "chat.postMessage", lambda c: c.args.get("thread_ts") == question["ts"]
+        )[0]
+        ts = placeholder.response["ts"]
+        final = self.slack.wait_for(
+            "chat.update", lambda c: c.args["ts"] == ts and has_buttons(c), timeout=120
+        )[0]
+        with self.database.transaction() as session:
+            answer = session.scalars(
+                select(Answer).join(Message).where(Message.slack_ts == ts)
+            ).one()
+            session.expunge(answer)
+        return final, answer
+
+    def click(self, final: SlackCall, action_id: str, user: str = ASKER) -> None:
+        actions = next(b for b in final.args["blocks"] if b["type"] == "actions")
+        button = next(e for e in actions["elements"] if e["action_id"] == action_id)
+        self._press(action_id, button["value"], final.args["channel"], final.args["ts"], user)
+
+    def click_card(self, card: SlackCall, action_id: str, user: str = DISPATCHER) -> None:
+        button = next(
+            element
+            for block in card.args["blocks"]
+            if block["type"] == "actions"
+            for element in block["elements"]
+            if element["action_id"] == action_id
         )
-        if ok:
-            assert result.returncode == 0, f"{args}: {result.stderr}"
-        return result
+        self._press(action_id, button["value"], ONCALL, card.response["ts"], user)
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
-
-    @property
-    def database(self) -> Database:
-        return Database(f"sqlite:///{self.data / 'dispatchbot.db'}")
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    def _press(self, action_id: str, value: str, channel: str, ts: str, user: str) -> None:
+        payload = block_action(
+            action_id, value, channel=channel, message_ts=ts, thread_ts=ts, user=user
+        )
+        assert self.send.interaction(payload).status_code == 200
 
 
 @pytest.fixture
-def operator(vllm_server: RunningServer, tmp_path: Path) -> Iterator[Operator]:
-    yield Operator(tmp_path, vllm_server)
-    # The test server is shared by the whole session: leave it serving what it served.
-    if ADAPTER in {model.id for model in list_served_models(vllm_server.base_url)}:
-        unload_adapter(vllm_server.base_url, ADAPTER)
+def deployment(
+    tmp_path: Path, mock_slack: MockSlack, vllm_server: RunningServer
+) -> Iterator[Deployment]:
+    data = tmp_path / "data"
+    env = operator_environment(data) | {
+        "LLM_BASE_URL": vllm_server.base_url,
+        "LLM_MAX_TOKENS": "48",
+        # Greedy, as `evaluate model` answers: the bot then says what the gate judged.
+        "LLM_TEMPERATURE": "0",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": mock_slack.api_url,
+        "ESCALATION_CHANNEL": ONCALL,
+    }
+    for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
+        result = dispatchbot(*step, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    # Local Qdrant admits one process per folder: the bot reads a copy of the same ingest,
+    # so the command line (evaluate model) can open the original while the bot runs.
+    shutil.copytree(data / "qdrant", tmp_path / "bot-qdrant")
+    port = free_port()
+    process = start_http_bot(
+        port, env=env | {"QDRANT_PATH": str(tmp_path / "bot-qdrant")}, cwd=tmp_path
+    )
+    database = Database(f"sqlite:///{data / 'dispatchbot.db'}")
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process)
+        yield Deployment(
+            mock_slack,
+            SlackSender(f"http://127.0.0.1:{port}/slack/events"),
+            env,
+            tmp_path,
+            database,
+        )
+    finally:
+        stop(process)
+        database.dispose()
+        # The test server is shared by the whole session: leave it serving what it served.
+        if ADAPTER in {model.id for model in list_served_models(vllm_server.base_url)}:
+            unload_adapter(vllm_server.base_url, ADAPTER)
+
+
+def _reason_values(view: dict[str, Any], reason: str) -> dict[str, Any]:
+    inputs = [block for block in view["blocks"] if block["type"] == "input"]
+    checkboxes = next(b for b in inputs if b["element"]["type"] == "checkboxes")
+    note = next(b for b in inputs if b["element"]["type"] == "plain_text_input")
+    wrong = [o for o in checkboxes["element"]["options"] if o["value"] == "wrong"]
+    return {
+        checkboxes["block_id"]: {
+            checkboxes["element"]["action_id"]: {"type": "checkboxes", "selected_options": wrong}
+        },
+        note["block_id"]: {
+            note["element"]["action_id"]: {"type": "plain_text_input", "value": reason}
+        },
+    }
+
+
+def _eventually(read: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def _labelled_set(path: Path) -> Path:
+    rows = [
+        {
+            "id": f"approval-30k-{index}",
+            "kind": "table",
+            "question": question,
+            "doc_id": "load-approval",
+            "section": "Approval by weight",
+            "facts": [[FACT]],
+        }
+        for index, question in enumerate([QUESTION, *PARAPHRASES])
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_feedback_becomes_an_adapter_that_answers_and_can_be_rolled_back(
-    vllm_server: RunningServer, operator: Operator, tmp_path: Path
+def test_a_persons_correction_becomes_the_adapters_answer_in_slack_and_rolls_back(
+    deployment: Deployment, tmp_path: Path
 ) -> None:
-    operator.run("db", "upgrade")
-    operator.run("ingest", *(str(POLICIES / f) for f in ("load-approval.md", "service-slas.md")))
+    bot = deployment
 
-    # The store: four answered questions, votes from several people, one 👎 answer that a
-    # person then answered (with contact details that must not reach training data).
-    answers = [operator.json("ask", question)["answer_id"] for question in QUESTIONS]
-    database = operator.database
-    with database.transaction() as session:
-        for answer_id, user, value in [
-            (answers[0], "U1", 1),
-            (answers[0], "U2", 1),
-            (answers[1], "U1", 1),
-            (answers[2], "U1", -1),
-            (answers[3], "U2", -1),
-        ]:
-            repository.record_feedback(session, answer_id=answer_id, user_id=user, value=value)
-        downvoted = session.get_one(Answer, answers[2])
-        conversation = session.get_one(Conversation, downvoted.message.conversation_id)
-        escalation, _ = repository.open_escalation(
-            session, conversation, trigger=EscalationTrigger.BUTTON, answer_id=answers[2]
-        )
-        repository.resolve_escalation(
-            session,
-            escalation.id,
-            resolution=f"The operations manager approves 40,001 lb and up [1]. Ask {CONTACT}.",
-            resolved_by="U0LEAD",
-        )
-    database.dispose()
+    # 1. Asked in Slack: the base model answers.
+    final, first = bot.ask(QUESTION)
+    assert first.adapter is None
+    assert FACT not in first.generated_text  # what the correction adds
 
-    # Export: every row type, redacted, split by conversation, with a manifest.
+    # 2. 👎 with a reason, then a person: claimed, answered in the thread, resolved.
+    bot.click(final, FEEDBACK_DOWN)
+    view = bot.slack.wait_for("views.open")[0].args["view"]
+    reason = "It is the shift lead, and it should say how to reach them."
+    submitted = view_submission(view, _reason_values(view, reason), user=ASKER)
+    assert bot.send.interaction(submitted).status_code == 200
+
+    def stored_reason() -> str | None:
+        with bot.database.transaction() as session:
+            return session.scalars(select(Feedback.reason)).one_or_none()
+
+    assert _eventually(stored_reason) == reason
+    bot.click(final, ASK_PERSON)
+    card = bot.slack.wait_for("chat.postMessage", lambda c: c.args["channel"] == ONCALL)[0]
+    bot.click_card(card, ESCALATION_CLAIM)
+    claimed = bot.slack.wait_for(
+        "chat.update",
+        lambda c: c.args["ts"] == card.response["ts"] and ESCALATION_CLAIM not in str(c.args),
+    )[0]
+    with bot.database.transaction() as session:
+        escalation = session.scalars(select(Escalation)).one()
+        assert escalation.answer_id == first.id
+        assert escalation.assignee == DISPATCHER
+    thread_ts = bot.slack.calls_to("chat.postMessage")[0].args["thread_ts"]
+    thread = {"thread_ts": thread_ts}
+    bot.send.event(event_callback(message(CORRECTED, user=DISPATCHER, **thread)))
+    bot.click_card(claimed, ESCALATION_RESOLVE)
+    modal = bot.slack.wait_for("views.open", count=2)[1].args["view"]
+    [field] = [b for b in modal["blocks"] if b["type"] == "input"]
+    resolution = {
+        field["block_id"]: {
+            field["element"]["action_id"]: {"type": "plain_text_input", "value": CORRECTED}
+        }
+    }
+    bot.send.interaction(view_submission(modal, resolution, user=DISPATCHER))
+
+    def resolved() -> str | None:
+        with bot.database.transaction() as session:
+            return session.scalars(select(Escalation.resolution)).one()
+
+    assert _eventually(resolved) == CORRECTED
+
+    # 3. Export (the resolution is the one row to learn), train, judge, promote.
     dataset = tmp_path / "dataset"
-    manifest = operator.json("dataset", "export", "--out", str(dataset), "--seed", str(SEED))
-    counts = manifest["counts"]
-    assert counts["kto"]["train"] + counts["kto"]["heldout"] == 4
-    assert counts["dpo"]["train"] + counts["dpo"]["heldout"] == 1
-    assert counts["sft"]["train"] >= 10  # seed rows, 👍 answers and the resolution
-    assert counts["sft"]["heldout"] >= 1
-    assert manifest["redactions"] >= 2
-    everything = "".join(path.read_text() for path in dataset.glob("*.jsonl"))
-    assert "lead.dispatcher@northwind.example" not in everything
-    assert "010-2233" not in everything
-    kto = _rows(dataset / "kto.train.jsonl") + _rows(dataset / "kto.heldout.jsonl")
-    assert sorted(row["label"] for row in kto) == [False, False, True, True]
-    [dpo] = _rows(dataset / "dpo.train.jsonl") + _rows(dataset / "dpo.heldout.jsonl")
-    assert "operations manager" in dpo["chosen"][0]["content"]
-    train_ids = {row["conversation"] for row in _rows(dataset / "sft.train.jsonl")}
-    heldout_ids = {row["conversation"] for row in _rows(dataset / "sft.heldout.jsonl")}
-    assert not train_ids & heldout_ids
-
-    # Train a few steps, then judge the adapter against the base on the same questions.
-    trained = operator.json(
-        "train", "--data", str(dataset), "--name", ADAPTER, "--max-steps", "2",
-        "--out", str(tmp_path / "adapters" / ADAPTER),
+    manifest = bot.cli_json("dataset", "export", "--out", str(dataset), "--heldout-fraction", "0")
+    assert manifest["counts"]["sft"]["train"] == 1
+    [row] = [json.loads(line) for line in (dataset / "sft.train.jsonl").read_text().splitlines()]
+    assert row["messages"][-1]["content"] == CORRECTED
+    started = time.monotonic()
+    trained = bot.cli_json(
+        "train", "--data", str(dataset), "--name", ADAPTER, "--max-steps", "15",
+        "--lr", "3e-3", "--batch-size", "1", "--out", str(tmp_path / "adapters" / ADAPTER),
     )  # fmt: skip
+    print(f"trained in {time.monotonic() - started:.0f} s")
     assert Path(trained["adapter_path"], "adapter_config.json").is_file()
-    evaluated = operator.run(
-        "evaluate", "model", "--candidate", ADAPTER, "--file", str(EVAL / "answers.jsonl"),
-        "-n", "5", "--data", str(dataset), "--json", ok=False,
+    started = time.monotonic()
+    evaluated = bot.cli(
+        "evaluate", "model", "--candidate", ADAPTER,
+        "--file", str(_labelled_set(tmp_path / "approval.jsonl")), "--json",
     )  # fmt: skip
-    assert evaluated.returncode in (0, 1), evaluated.stderr
-    assert evaluated.stdout.startswith("{"), evaluated.stderr
+    print(f"evaluated in {time.monotonic() - started:.0f} s")
     evaluation = json.loads(evaluated.stdout)
-    assert (evaluation["candidate"]["name"], evaluation["incumbent"]["name"]) == (ADAPTER, "base")
     gate = GateResult.model_validate(evaluation["gate"])
-    assert gate.passed is (evaluated.returncode == 0)
-    assert gate.questions == evaluation["candidate"]["scores"]["questions"] == 5
-    assert {c.measure for c in gate.comparisons} == set(Measure)
-    assert gate.passed or gate.reasons
-    # Paired: both versions answered the same questions, in the same order.
-    answers = evaluation["answers"]
-    assert [a["id"] for a in answers["candidate"]] == [a["id"] for a in answers["incumbent"]]
-    assert evaluation["candidate"]["heldout"] >= 1
-    assert evaluation["candidate"]["rouge_l"] is not None
-    database = operator.database
-    with database.transaction() as session:
-        stored = repository.find_model_version(session, ADAPTER)
-        assert isinstance(stored, ModelVersion)
-        assert GateResult.stored_on(stored.metrics) == gate
-    database.dispose()
+    assert gate.passed, (gate.reasons, evaluation["answers"])
+    assert evaluated.returncode == 0
+    assert bot.cli_json("promote", ADAPTER)["promoted"] == ADAPTER
 
-    # Promote (a 135M model after three steps may well not pass the gate: then only --force).
-    if not gate.passed:
-        refused = operator.run("promote", "loop-v1", ok=False)
-        assert refused.returncode == 2
-        assert "evaluation gate" in refused.stderr
-    assert operator.json("promote", "loop-v1", "--force")["promoted"] == "loop-v1"
-    assert "loop-v1" in {model.id for model in list_served_models(vllm_server.base_url)}
+    # 4. Asked again in Slack, once the bot has read the promotion from the store.
+    time.sleep(ACTIVE_REFRESH_S + 0.5)
+    for text in (QUESTION, PARAPHRASES[0]):
+        _, answer = bot.ask(text)
+        assert answer.adapter == ADAPTER
+        assert FACT in answer.generated_text, answer.generated_text
 
-    with_adapter = operator.json("ask", QUESTIONS[0])
-    assert with_adapter["adapter"] == "loop-v1"
-    report = {row["name"]: row for row in operator.json("model", "report")}
-    assert report["loop-v1"]["answers"] == 1
-    assert report["loop-v1"]["status"] == "promoted"
-
-    assert operator.json("rollback")["promoted"] is None
-    assert operator.json("ask", QUESTIONS[0])["adapter"] is None
+    # 5. Rolled back: the base model answers again.
+    assert bot.cli_json("rollback")["promoted"] is None
+    time.sleep(ACTIVE_REFRESH_S + 0.5)
+    _, after = bot.ask(QUESTION)
+    assert after.adapter is None
