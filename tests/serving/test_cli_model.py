@@ -121,7 +121,7 @@ def test_a_stale_pid_file_is_noticed_and_removed(operator_env: dict[str, str]) -
     status = dispatchbot("model", "status", "--json", env=operator_env)
 
     assert status.returncode == 1
-    assert json.loads(status.stdout) == {"running": False}
+    assert json.loads(status.stdout) == {"running": False, "merged": []}
     assert not pid_file.exists()
 
 
