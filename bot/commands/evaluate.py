@@ -49,7 +49,7 @@ from serving.evaluation import (
     version_report,
 )
 from serving.llm_client import ModelClient, ModelError
-from serving.model_gate import judge
+from serving.model_gate import Measure, Requirement, judge
 from serving.promotion import PromotedAdapter, PromotionError, active_versions, make_servable
 from store.database import Database
 from store.models import Answer, ModelVersion
@@ -430,23 +430,41 @@ def judgement_table(judgement: ModelJudgement) -> Table:
         ("words per answer", a.words, b.words, "{:.0f}"),
         ("median seconds to the final text", a.median_seconds, b.median_seconds, "{:.1f}"),
         ("p95 seconds to the final text", a.p95_seconds, b.p95_seconds, "{:.1f}"),
-        (f"ROUGE-L vs {ours.heldout} held-out answers", ours.rouge_l, theirs.rouge_l, "{:.3f}"),
+        (
+            f"ROUGE-L vs {ours.heldout} held-out answers" if ours.heldout else "ROUGE-L (--data)",
+            ours.rouge_l,
+            theirs.rouge_l,
+            "{:.3f}",
+        ),
     ]
     for label, mine, other, form in rows:
         table.add_row(label, *("-" if v is None else form.format(v) for v in (mine, other)))
     return table
 
 
+_MEASURES = {
+    Measure.FACTS_PRESENT: "expected facts present",
+    Measure.UNSUPPORTED: "unsupported claims",
+    Measure.REPEATING: "repeated sentences",
+    Measure.UNCOVERED_ANSWERED: "uncovered questions answered",
+}
+_VERDICTS = {
+    (Requirement.BETTER, True): "better",
+    (Requirement.BETTER, False): "not better beyond chance",
+    (Requirement.NO_WORSE, True): "no worse",
+    (Requirement.NO_WORSE, False): "worse beyond chance",
+}
+
+
 def print_judgement(judgement: ModelJudgement) -> None:
     """The side-by-side table, each paired test, and the verdict with its reasons."""
     console.print(judgement_table(judgement))
     gate = judgement.gate
-    for comparison in gate.comparisons:
+    for c in gate.comparisons:
         console.print(
-            f"  {comparison.measure.value}: {comparison.candidate_better} better, "
-            f"{comparison.candidate_worse} worse of {comparison.pairs}, "
-            f"p = {comparison.p_value:.3f} ({comparison.requirement.value}: "
-            f"{'ok' if comparison.passed else 'failed'})",
+            f"  {_MEASURES[c.measure]}: better in {c.candidate_better}, worse in "
+            f"{c.candidate_worse} of {c.pairs} questions, one-sided p = {c.p_value:.3f}: "
+            f"{_VERDICTS[c.requirement, c.passed]}",
             highlight=False,
             markup=False,
         )
