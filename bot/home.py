@@ -67,8 +67,8 @@ def _read_documents(
     search: PolicySearch, now: datetime, reference: str | None
 ) -> list[DocumentSummary] | None:
     try:
-        # The search's client: local Qdrant allows one client per folder and process.
-        registry = read_versions(search.client, search.collection)
+        # The search's own store: the embedded one is opened once per process.
+        registry = read_versions(search.store)
     except Exception:
         logger.exception("App Home: could not read the policy documents request=%s", reference)
         return None

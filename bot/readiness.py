@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from qdrant_client import QdrantClient
 from sqlalchemy import text
 
 from bot.services import Services
+from retrieval.store import PolicyStore
 from store.database import Database
 
 Check = Callable[[], str]  # returns what it found; raises when the dependency is not usable
@@ -67,7 +67,7 @@ class Readiness:
         return cls(
             {
                 "database": database_check(services.database),
-                "qdrant": qdrant_check(services.search.client, services.search.collection),
+                "qdrant": qdrant_check(services.search.store),
                 "model": model_check(
                     endpoints, settings.llm_model, settings.llm_api_key, timeout_s
                 ),
@@ -120,11 +120,13 @@ def database_check(database: Database) -> Check:
     return check
 
 
-def qdrant_check(client: QdrantClient, collection: str) -> Check:
+def qdrant_check(store: PolicyStore) -> Check:
     def check() -> str:
-        if not client.collection_exists(collection):
-            raise LookupError(f"collection {collection!r} is missing; run `dispatchbot ingest`")
-        return f"collection {collection!r} is there"
+        if not store.exists():
+            raise LookupError(
+                f"collection {store.collection!r} is missing; run `dispatchbot ingest`"
+            )
+        return f"collection {store.collection!r} is there ({store.engine})"
 
     return check
 

@@ -1,7 +1,7 @@
 """What the Slack app and `ask` need to answer: the store, retrieval and the model, built once.
 
-The embedding model and the Qdrant client are loaded here, once per process: local Qdrant
-locks its folder to one client, and loading the embedder takes seconds.
+The embedding model and the policy store are opened here, once per process: the embedded
+store is locked to one process, and loading the embedder takes seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bot.access import AudiencePolicy
-from retrieval.client import open_qdrant
+from retrieval.client import open_store
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
 from retrieval.errors import NothingIngestedError
@@ -65,19 +65,15 @@ def open_services(settings: Settings, *, wait_for_ingest: bool = False) -> Itera
     """
     database = open_current_database(settings.database_url)
     try:
-        with open_qdrant(settings) as client:
+        with open_store(settings) as store:
             embedder = load_embedder_for(settings)
             try:
-                require_collection(
-                    client, settings.qdrant_collection, embedder.dimension, embedder.name
-                )
+                require_collection(store, embedder.dimension, embedder.name)
             except NothingIngestedError as error:
                 if not wait_for_ingest:
                     raise
                 logger.warning("%s; not ready until then", error)
-            search = PolicySearch(
-                client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
-            )
+            search = PolicySearch(store, embedder, settings.search_prefetch_limit)
             promoted = PromotedAdapter(database)
             assistant = Assistant(
                 search=search,

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_AUDIENCE = "all"
 SECTION_SEPARATOR = " > "
-_DOC_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Ids as companies write them ("HL-OPS-201", "POL 7.2", "HR/Leave-03"): printable, no
+# control characters, no space at either end, at most DOC_ID_MAX_LENGTH characters.
+DOC_ID_MAX_LENGTH = 80
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
@@ -26,7 +28,7 @@ class FrontMatter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    doc_id: str | None = Field(default=None, pattern=_DOC_ID_PATTERN)
+    doc_id: str | None = None
     title: str | None = None
     version: int | None = Field(default=None, ge=1)
     effective_from: date | None = None
@@ -47,9 +49,21 @@ class FrontMatter(BaseModel):
     @field_validator("doc_id", "title", "audience", "url", mode="before")
     @classmethod
     def _blank_is_missing(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # YAML reads `doc_id: 7.2` as a number
         if isinstance(value, str):
             value = value.strip()
             return value or None
+        return value
+
+    @field_validator("doc_id")
+    @classmethod
+    def _printable_id(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > DOC_ID_MAX_LENGTH or not value.isprintable()):
+            raise ValueError(
+                f"doc_id must be printable text of at most {DOC_ID_MAX_LENGTH} characters, "
+                f"without tabs or line breaks, such as HL-OPS-201 (got {value!r})"
+            )
         return value
 
     @model_validator(mode="after")

@@ -20,6 +20,10 @@ class StoreUnavailableError(RetrievalError):
     """The vector store cannot be opened or reached right now."""
 
 
+class StoreBusyError(StoreUnavailableError):
+    """Another process (the running bot, usually) holds the embedded store."""
+
+
 class NothingIngestedError(StoreUnavailableError):
     """Search or listing before any ingest."""
 

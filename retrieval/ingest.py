@@ -15,28 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-
-from qdrant_client import QdrantClient, models
+from typing import Any
 
 from retrieval.chunking import Chunk, ChunkingOptions, chunk_document
-from retrieval.collection import DENSE_VECTOR, SPARSE_VECTOR, ClusterLayout, ensure_collection
+from retrieval.collection import ensure_collection
 from retrieval.documents import Document
 from retrieval.embedding import Embedder
 from retrieval.errors import UnreadableDocumentError
 from retrieval.loaders import load_document
 from retrieval.payload import ChunkPayload, point_id
 from retrieval.sparse import defined_acronyms, document_vector
-from retrieval.versions import (
-    StoredVersion,
-    local_today,
-    read_versions,
-    refresh_effective_windows,
-    version_filter,
-)
+from retrieval.store import ClusterLayout, PolicyStore, StorePoint, Where, doc_key
+from retrieval.versions import StoredVersion, local_today, read_versions, refresh_effective_windows
 
 log = logging.getLogger(__name__)
-
-_UPSERT_BATCH = 128
 
 # Called as (chunks embedded so far, chunks to embed) before the first batch and after each.
 EmbeddingProgress = Callable[[int, int], None]
@@ -59,6 +51,13 @@ class FileOutcome:
     chunks: int = 0
     reason: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> FileOutcome:
+        return cls(**{**fields, "status": FileStatus(fields["status"])})
+
 
 @dataclass(frozen=True)
 class IngestReport:
@@ -80,13 +79,13 @@ class _Plan:
     document: Document
     status: FileStatus
     record: StoredVersion
+    note: str = ""
 
 
 def ingest_files(
     files: Sequence[Path],
     *,
-    client: QdrantClient,
-    collection: str,
+    store: PolicyStore,
     embedder: Embedder,
     chunking: ChunkingOptions,
     batch_size: int = 32,
@@ -99,13 +98,14 @@ def ingest_files(
     `layout` shards and replicates the collection if this ingest creates it.
     """
     today = today or local_today()
-    ensure_collection(client, collection, embedder.dimension, embedder.name, layout)
+    ensure_collection(store, embedder.dimension, embedder.name, layout)
     # The model truncates longer inputs, so a chunk may never be longer than it reads.
     chunking = dataclasses.replace(
         chunking, max_tokens=min(chunking.max_tokens, embedder.max_tokens)
     )
     signature = index_signature(embedder.name, chunking)
-    registry = read_versions(client, collection)
+    # Keyed without regard to case: "HL-OPS-201" and "hl-ops-201" are one document.
+    registry = {doc_key(doc_id): versions for doc_id, versions in read_versions(store).items()}
     outcomes: dict[Path, FileOutcome] = {}
     plans: list[_Plan] = []
     for path in files:
@@ -115,7 +115,7 @@ def ingest_files(
             log.debug("skipped %s: %s", path, error.reason)
             outcomes[path] = FileOutcome(str(path), FileStatus.SKIPPED, reason=error.reason)
             continue
-        stored = registry.setdefault(document.doc_id, [])
+        stored = registry.setdefault(doc_key(document.doc_id), [])
         decision = _decide(path, document, stored, today, signature)
         if isinstance(decision, _Plan):
             # Later files in this batch with the same doc_id must see this version.
@@ -138,8 +138,7 @@ def ingest_files(
     position = 0
     for plan, chunks in chunked:
         _write_version(
-            client,
-            collection,
+            store,
             plan,
             chunks,
             vectors[position : position + len(chunks)],
@@ -147,13 +146,20 @@ def ingest_files(
         )
         position += len(chunks)
         outcomes[plan.path] = FileOutcome(
-            str(plan.path), plan.status, plan.document.doc_id, plan.record.version, len(chunks)
+            str(plan.path),
+            plan.status,
+            plan.record.doc_id,
+            plan.record.version,
+            len(chunks),
+            reason=plan.note,
         )
         log.debug(
             "wrote %s version %d: %d chunks", plan.document.doc_id, plan.record.version, len(chunks)
         )
-    for doc_id in dict.fromkeys(plan.document.doc_id for plan in plans):
-        refresh_effective_windows(client, collection, doc_id)
+    for doc_id in dict.fromkeys(plan.record.doc_id for plan in plans):
+        refresh_effective_windows(store, doc_id)
+    if plans:
+        store.optimize()
     return IngestReport(tuple(outcomes[path] for path in files if path in outcomes))
 
 
@@ -171,6 +177,12 @@ def _decide(
     path: Path, document: Document, stored: list[StoredVersion], today: date, signature: str
 ) -> _Plan | FileOutcome:
     """No-op, new version, rebuild or conflict, from the content hash and declared version."""
+    known_as = stored[0].doc_id if stored else document.doc_id
+    note = (
+        ""
+        if known_as == document.doc_id
+        else f"{document.doc_id!r} is {known_as!r}: ids that differ only in case are one document"
+    )
     content_hash = document.content_hash()
     declared = document.declared.version
     if declared is not None:
@@ -179,10 +191,10 @@ def _decide(
             return FileOutcome(
                 str(path),
                 FileStatus.SKIPPED,
-                document.doc_id,
+                known_as,
                 declared,
                 reason=(
-                    f"version {declared} of {document.doc_id!r} is already stored with other "
+                    f"version {declared} of {known_as!r} is already stored with other "
                     f"content (from {match.source}); raise `version` to publish the change"
                 ),
             )
@@ -191,23 +203,28 @@ def _decide(
         match = latest if latest and latest.content_hash == content_hash else None
     if match is not None:
         if match.index_signature == signature:
-            return FileOutcome(str(path), FileStatus.UNCHANGED, document.doc_id, match.version)
+            return FileOutcome(
+                str(path), FileStatus.UNCHANGED, known_as, match.version, reason=note
+            )
         # Same text, but chunked or embedded differently: rebuild this version's chunks in
         # place. It is not a new version, so its dates stay as they are.
         record = dataclasses.replace(match, source=document.source, index_signature=signature)
-        return _Plan(path=path, document=document, status=FileStatus.REINDEXED, record=record)
+        return _Plan(path, document, FileStatus.REINDEXED, record, note)
     record = new_version_record(document, stored, today, signature)
     status = FileStatus.UPDATED if stored else FileStatus.NEW
-    return _Plan(path=path, document=document, status=status, record=record)
+    return _Plan(path, document, status, record, note)
 
 
 def new_version_record(
     document: Document, stored: Sequence[StoredVersion], today: date, signature: str
 ) -> StoredVersion:
-    """The registry entry of `document` written as a version after `stored` (none: v1)."""
+    """The registry entry of `document` written as a version after `stored` (none: v1).
+
+    A document keeps the doc_id its first version was written with.
+    """
     declared = document.declared.version
     return StoredVersion(
-        doc_id=document.doc_id,
+        doc_id=stored[0].doc_id if stored else document.doc_id,
         version=declared or max((v.version for v in stored), default=0) + 1,
         title=document.title,
         source=document.source,
@@ -243,8 +260,7 @@ def _embed(
 
 
 def _write_version(
-    client: QdrantClient,
-    collection: str,
+    store: PolicyStore,
     plan: _Plan,
     chunks: list[Chunk],
     vectors: list[list[float]],
@@ -252,10 +268,8 @@ def _write_version(
 ) -> None:
     record = plan.record
     # Leftovers of a run that died half-way are cleared before the version is written again.
-    client.delete(
-        collection, points_selector=version_filter(record.doc_id, record.version), wait=True
-    )
-    upsert_points(client, collection, version_points(record, chunks, vectors, ingested_at))
+    store.delete(Where.document(record.doc_id, record.version))
+    store.upsert(version_points(record, chunks, vectors, ingested_at))
 
 
 def version_points(
@@ -263,7 +277,7 @@ def version_points(
     chunks: Sequence[Chunk],
     vectors: Sequence[list[float]],
     ingested_at: datetime,
-) -> list[models.PointStruct]:
+) -> list[StorePoint]:
     """The points of one version, dense and keyword vectors and payload, in write order.
 
     The registry counts a version as stored once its chunk 0 exists, so chunk 0 comes last:
@@ -271,14 +285,12 @@ def version_points(
     """
     acronyms = " ".join(defined_acronyms(chunk.text for chunk in chunks))
     points = [
-        models.PointStruct(
+        StorePoint(
             id=point_id(record.doc_id, record.version, chunk.index),
-            vector={
-                DENSE_VECTOR: vector,
-                # A term the document defines ("Service Level Agreements (SLAs)") is what the
-                # whole document is searched by, not only the paragraph that defines it.
-                SPARSE_VECTOR: document_vector(f"{chunk.embedding_text()}\n{acronyms}"),
-            },
+            dense=vector,
+            # A term the document defines ("Service Level Agreements (SLAs)") is what the
+            # whole document is searched by, not only the paragraph that defines it.
+            sparse=document_vector(f"{chunk.embedding_text()}\n{acronyms}"),
             payload=ChunkPayload(
                 doc_id=record.doc_id,
                 version=record.version,
@@ -297,17 +309,9 @@ def version_points(
                 content_hash=record.content_hash,
                 index_signature=record.index_signature,
                 ingested_at=ingested_at,
-            ).to_qdrant(),
+            ).to_store(),
         )
         for chunk, vector in zip(chunks, vectors, strict=True)
     ]
     points.reverse()
     return points
-
-
-def upsert_points(
-    client: QdrantClient, collection: str, points: Sequence[models.PointStruct]
-) -> None:
-    """Write `points` in their order, in batches Qdrant takes in one request."""
-    for start in range(0, len(points), _UPSERT_BATCH):
-        client.upsert(collection, points=points[start : start + _UPSERT_BATCH], wait=True)

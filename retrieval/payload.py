@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from retrieval.documents import SECTION_SEPARATOR
+from retrieval.store import doc_key
 
 # Fixed namespace, so a chunk keeps its point id across runs and machines.
 _POINT_NAMESPACE = uuid.UUID("6f1d7c52-3b0e-4d6a-9a51-2f3c9e8b7d10")
@@ -48,6 +49,11 @@ class ChunkPayload(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def doc_key(self) -> str:
+        return doc_key(self.doc_id)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def effective_from_day(self) -> int:
         return day_number(self.effective_from)
 
@@ -60,7 +66,7 @@ class ChunkPayload(BaseModel):
     def section(self) -> str:
         return SECTION_SEPARATOR.join(self.headings) or self.title
 
-    def to_qdrant(self) -> dict[str, Any]:
+    def to_store(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
@@ -71,4 +77,5 @@ def day_number(day: date) -> int:
 
 def point_id(doc_id: str, version: int, chunk_index: int) -> str:
     """Stable id of a chunk: the same document, version and position give the same point."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{doc_id}\x1f{version}\x1f{chunk_index}"))
+    key = doc_key(doc_id)
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{key}\x1f{version}\x1f{chunk_index}"))

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from functools import cache
 
 import snowballstemmer
-from qdrant_client import models
+
+from retrieval.store import SparseVector
 
 # Classic BM25 constants; the average length is that of a chunk of the sample corpus in
 # terms (stop words removed), which is what chunks of the default size come to.
@@ -78,7 +79,7 @@ def term_index(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=4).digest(), "big")
 
 
-def document_vector(text: str) -> models.SparseVector:
+def document_vector(text: str) -> SparseVector:
     """BM25 term weights of one chunk (without IDF, which Qdrant supplies)."""
     counts = Counter(terms(text))
     length = sum(counts.values())
@@ -87,16 +88,16 @@ def document_vector(text: str) -> models.SparseVector:
     return _sparse(weights)
 
 
-def query_vector(text: str) -> models.SparseVector:
+def query_vector(text: str) -> SparseVector:
     """1.0 per distinct query term; empty when the query has only stop words."""
     return _sparse(dict.fromkeys(terms(text), 1.0))
 
 
-def _sparse(weights: dict[str, float]) -> models.SparseVector:
+def _sparse(weights: dict[str, float]) -> SparseVector:
     by_index: dict[int, float] = {}
     for term, weight in weights.items():
         # Two terms with one hash would be one term to Qdrant; add their weights up.
         index = term_index(term)
         by_index[index] = by_index.get(index, 0.0) + weight
     indices = sorted(by_index)
-    return models.SparseVector(indices=indices, values=[by_index[index] for index in indices])
+    return SparseVector(indices=tuple(indices), values=tuple(by_index[index] for index in indices))

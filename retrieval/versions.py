@@ -12,11 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from qdrant_client import QdrantClient, models
-
 from retrieval.payload import ChunkPayload, day_number
-
-_SCROLL_PAGE = 256
+from retrieval.store import PolicyStore, Where, doc_key
 
 
 @dataclass(frozen=True)
@@ -61,30 +58,22 @@ class StoredVersion:
         return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
 
 
-def read_versions(
-    client: QdrantClient, collection: str, doc_id: str | None = None
-) -> dict[str, list[StoredVersion]]:
-    """Every stored version by doc_id, oldest version first."""
-    conditions = [models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0))]
-    if doc_id is not None:
-        conditions.append(_match("doc_id", doc_id))
+def read_versions(store: PolicyStore, doc_id: str | None = None) -> dict[str, list[StoredVersion]]:
+    """Every stored version by doc_id as written, oldest version first.
+
+    `doc_id` is matched without regard to case.
+    """
+    where = Where(first_chunks=True, doc_key=None if doc_id is None else doc_key(doc_id))
     found: dict[str, list[StoredVersion]] = defaultdict(list)
-    offset: models.ExtendedPointId | None = None
-    while True:
-        points, offset = client.scroll(
-            collection,
-            scroll_filter=models.Filter(must=conditions),
-            limit=_SCROLL_PAGE,
-            offset=offset,
-            with_payload=models.PayloadSelectorExclude(exclude=["text"]),
-            with_vectors=False,
-        )
-        for point in points:
-            payload = ChunkPayload.model_validate({**(point.payload or {}), "text": ""})
-            found[payload.doc_id].append(StoredVersion.from_payload(payload))
-        if offset is None:
-            break
+    for payload in store.scroll(where, exclude=["text"]):
+        chunk = ChunkPayload.model_validate({**payload, "text": ""})
+        found[chunk.doc_id].append(StoredVersion.from_payload(chunk))
     return {key: sorted(versions, key=lambda v: v.version) for key, versions in found.items()}
+
+
+def versions_of(store: PolicyStore, doc_id: str) -> list[StoredVersion]:
+    """The stored versions of one document, whatever the case it is written in."""
+    return [version for versions in read_versions(store, doc_id).values() for version in versions]
 
 
 def effective_until(versions: list[StoredVersion]) -> dict[int, date | None]:
@@ -99,62 +88,36 @@ def effective_until(versions: list[StoredVersion]) -> dict[int, date | None]:
     return ends
 
 
-def refresh_effective_windows(client: QdrantClient, collection: str, doc_id: str) -> None:
+def refresh_effective_windows(store: PolicyStore, doc_id: str) -> None:
     """Rewrite `effective_to` on the chunks of every version of `doc_id` whose window moved."""
-    versions = read_versions(client, collection, doc_id).get(doc_id, [])
+    versions = versions_of(store, doc_id)
     ends = effective_until(versions)
     for version in versions:
         end = ends[version.version]
         if end != version.effective_to:
-            client.set_payload(
-                collection,
-                payload={
+            store.set_payload(
+                Where.document(doc_id, version.version),
+                {
                     "effective_to": end.isoformat() if end else None,
                     "effective_to_day": day_number(end) if end else None,
                 },
-                points=version_filter(doc_id, version.version),
-                wait=True,
             )
 
 
-def delete_versions(
-    client: QdrantClient, collection: str, doc_id: str, version: int | None = None
-) -> list[int]:
+def delete_versions(store: PolicyStore, doc_id: str, version: int | None = None) -> list[int]:
     """Delete a document (every version) or one version; returns the versions deleted.
 
     Deleting one version reopens the window of the one before it.
     """
-    stored = read_versions(client, collection, doc_id).get(doc_id, [])
+    stored = versions_of(store, doc_id)
     doomed = [v.version for v in stored if version is None or v.version == version]
     # Delete even when the registry shows nothing: it also clears a half-written version.
-    client.delete(collection, points_selector=version_filter(doc_id, version), wait=True)
+    store.delete(Where.document(doc_id, version))
     if doomed and version is not None:
-        refresh_effective_windows(client, collection, doc_id)
+        refresh_effective_windows(store, doc_id)
     return doomed
 
 
 def local_today() -> date:
     """Today where dispatchbot runs: effective dates are calendar days, not instants."""
     return datetime.now().astimezone().date()
-
-
-def in_force_filter(day: date) -> models.Filter:
-    """Chunks of versions in force on `day`: started on or before it, not ended by it."""
-    number = day_number(day)
-    return models.Filter(
-        must=[models.FieldCondition(key="effective_from_day", range=models.Range(lte=number))],
-        # A missing or null end never matches the range, so open versions stay.
-        must_not=[models.FieldCondition(key="effective_to_day", range=models.Range(lte=number))],
-    )
-
-
-def version_filter(doc_id: str, version: int | None = None) -> models.Filter:
-    """The chunks of one document, or of one version of it."""
-    conditions = [_match("doc_id", doc_id)]
-    if version is not None:
-        conditions.append(_match("version", version))
-    return models.Filter(must=conditions)
-
-
-def _match(key: str, value: str | int) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))

@@ -6,15 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from qdrant_client import QdrantClient
 from rich.console import Console
 from rich.table import Table
 
 from bot.commands.common import command_database, fail, settings_of
-from bot.commands.retrieval import policy_store
-from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder_for
-from retrieval.search import PolicySearch
+from bot.commands.retrieval import policy_search, policy_store
 from serving.dataset_export import (
     ExportDirectoryError,
     ExportReport,
@@ -23,7 +19,6 @@ from serving.dataset_export import (
     export_dataset,
     read_seed_file,
 )
-from store.settings import Settings
 
 app = typer.Typer(help="Training data for the next adapter, from the store.", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -75,13 +70,13 @@ def export(
         if seed_rows is None:
             report = export_dataset(database, out, heldout_fraction=heldout_fraction)
         else:
-            with policy_store(settings) as client:
+            with policy_store(settings) as store:
                 report = export_dataset(
                     database,
                     out,
                     heldout_fraction=heldout_fraction,
                     seed_rows=seed_rows,
-                    search=_policy_search(settings, client),
+                    search=policy_search(settings, store),
                     search_k=settings.search_k,
                     context_tokens=settings.llm_context_tokens,
                     reserved_for_answer=settings.llm_max_tokens,
@@ -90,15 +85,6 @@ def export(
         typer.echo(report.manifest().model_dump_json(indent=2))
         return
     _print_report(report)
-
-
-def _policy_search(settings: Settings, client: QdrantClient) -> PolicySearch:
-    """Retrieval as the bot does it, so seed prompts look like the prompts it sends."""
-    embedder = load_embedder_for(settings)
-    require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
-    return PolicySearch(
-        client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
-    )
 
 
 def _print_report(report: ExportReport) -> None:

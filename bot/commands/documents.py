@@ -11,8 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.commands.common import fail, settings_of
-from bot.commands.retrieval import policy_store
+from bot.commands.retrieval import policy_store, store_errors_end_the_command, through_running_bot
+from bot.policy_admin import send_delete
+from retrieval.client import open_store
 from retrieval.collection import require_collection
+from retrieval.errors import StoreBusyError
 from retrieval.versions import StoredVersion, delete_versions, local_today, read_versions
 
 app = typer.Typer(help="List and delete stored policy documents.", no_args_is_help=True)
@@ -33,9 +36,9 @@ def list_documents(
 ) -> None:
     """Every stored version of every document, and whether it is in force today."""
     settings = settings_of(ctx)
-    with policy_store(settings) as client:
-        require_collection(client, settings.qdrant_collection)
-        registry = read_versions(client, settings.qdrant_collection)
+    with policy_store(settings) as store:
+        require_collection(store)
+        registry = read_versions(store)
     today = local_today()
     versions = [version for doc_id in sorted(registry) for version in registry[doc_id]]
     if as_json:
@@ -74,9 +77,13 @@ def delete_document(
     what = f"version {version} of {doc_id!r}" if version else f"{doc_id!r} and all its versions"
     if not yes:
         typer.confirm(f"Delete {what}?", abort=True)
-    with policy_store(settings) as client:
-        require_collection(client, settings.qdrant_collection)
-        deleted = delete_versions(client, settings.qdrant_collection, doc_id, version)
+    with store_errors_end_the_command():
+        try:
+            with open_store(settings) as store:
+                require_collection(store)
+                deleted = delete_versions(store, doc_id, version)
+        except StoreBusyError:
+            deleted = send_delete(through_running_bot(settings), doc_id, version)
     if not deleted:
         missing = f"document {doc_id!r}" + (f" version {version}" if version else "")
         fail(

@@ -18,12 +18,9 @@ from sqlalchemy.orm import Session
 
 from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of, stderr
 from bot.commands.model import ensure_local_model
-from bot.commands.retrieval import policy_store
+from bot.commands.retrieval import policy_search, policy_store
 from bot.services import Services, assistant_settings
-from retrieval.collection import require_collection
-from retrieval.embedding import load_embedder_for
 from retrieval.evaluate import ModeScores, evaluate_retrieval, read_labelled_set
-from retrieval.search import PolicySearch
 from serving.answer_quality import (
     AnswerQualityReport,
     LabelledQuestion,
@@ -81,13 +78,9 @@ def evaluate_retrieval_command(
 ) -> None:
     """Recall@1, recall@5 and MRR of hybrid, dense and sparse search on the ingested policies."""
     settings = settings_of(ctx)
-    with policy_store(settings) as client:
+    with policy_store(settings) as store:
         questions = read_labelled_set(file)
-        embedder = load_embedder_for(settings)
-        require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
-        searcher = PolicySearch(
-            client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
-        )
+        searcher = policy_search(settings, store)
         scores = evaluate_retrieval(searcher, questions, k=k)
     if as_json:
         typer.echo(json.dumps(_as_json(scores, file, k), indent=2))

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,14 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
-from retrieval.chunking import ChunkingOptions
-from retrieval.client import open_qdrant
-from retrieval.collection import ClusterLayout, require_collection
+from bot.policy_admin import PolicyAdminError, admin_socket, ingest_policies, send_ingest
+from retrieval.client import open_store
+from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
-from retrieval.errors import RetrievalError, StoreUnavailableError
-from retrieval.ingest import FileStatus, IngestReport, ingest_files
-from retrieval.loaders import collect_files
+from retrieval.errors import RetrievalError, StoreBusyError, StoreUnavailableError
+from retrieval.ingest import FileStatus, IngestReport
 from retrieval.search import PolicySearch, SearchMode, SearchResult
+from retrieval.store import PolicyStore
 from retrieval.versions import local_today
 from store.settings import Settings
 
@@ -37,17 +36,35 @@ _SNIPPET_CHARS = 400
 
 
 @contextmanager
-def policy_store(settings: Settings) -> Iterator[QdrantClient]:
-    """The Qdrant client for this run; retrieval errors end the command with their message."""
+def policy_store(settings: Settings) -> Iterator[PolicyStore]:
+    """The policy store for this run; retrieval errors end the command with their message."""
+    with store_errors_end_the_command(), open_store(settings) as store:
+        yield store
+
+
+@contextmanager
+def store_errors_end_the_command() -> Iterator[None]:
     try:
-        with open_qdrant(settings) as client:
-            yield client
-    except StoreUnavailableError as error:
+        yield
+    except (StoreUnavailableError, PolicyAdminError) as error:
         fail(str(error), EXIT_UNAVAILABLE)
     except RetrievalError as error:
         fail(str(error))
     except (ResponseHandlingException, UnexpectedResponse) as error:
         fail(f"the Qdrant server failed the request: {error}", EXIT_UNAVAILABLE)
+
+
+def through_running_bot(settings: Settings) -> Path:
+    """The running bot's socket, announced: it holds the embedded store and applies changes."""
+    stderr.print("The running bot holds the policy store; it applies this change.")
+    return admin_socket(settings)
+
+
+def policy_search(settings: Settings, store: PolicyStore) -> PolicySearch:
+    """Retrieval as the bot does it: the configured embedding model, checked against the store."""
+    embedder = load_embedder_for(settings)
+    require_collection(store, embedder.dimension, embedder.name)
+    return PolicySearch(store, embedder, settings.search_prefetch_limit)
 
 
 def parse_as_of(value: str | None) -> date | None:
@@ -73,25 +90,13 @@ def ingest(
     Exits with status 1 when some files could not be ingested (the others are).
     """
     settings = settings_of(ctx)
-    with policy_store(settings) as client:
-        files = collect_files(paths)
-        embedder = load_embedder_for(settings)
-        chunking = ChunkingOptions(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
-        with _EmbeddingBar() as bar:
-            report = ingest_files(
-                files,
-                client=client,
-                collection=settings.qdrant_collection,
-                embedder=embedder,
-                chunking=chunking,
-                batch_size=settings.embedding_batch_size,
-                on_progress=bar.update,
-                layout=ClusterLayout(
-                    shard_number=settings.qdrant_shard_number,
-                    replication_factor=settings.qdrant_replication_factor,
-                    write_consistency_factor=settings.qdrant_write_consistency_factor,
-                ),
-            )
+    with store_errors_end_the_command():
+        try:
+            with open_store(settings) as store, _EmbeddingBar() as bar:
+                embedder = load_embedder_for(settings)
+                report = ingest_policies(paths, store, embedder, settings, bar.update)
+        except StoreBusyError:
+            report = send_ingest(through_running_bot(settings), paths)
     _print_report(report, settings.qdrant_collection)
     if report.count(FileStatus.SKIPPED):
         raise typer.Exit(1)
@@ -113,12 +118,8 @@ def search(
     """Find the policy sections that answer QUERY, from the versions in force today."""
     settings = settings_of(ctx)
     day = parse_as_of(as_of)
-    with policy_store(settings) as client:
-        embedder = load_embedder_for(settings)
-        require_collection(client, settings.qdrant_collection, embedder.dimension, embedder.name)
-        searcher = PolicySearch(
-            client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
-        )
+    with policy_store(settings) as store:
+        searcher = policy_search(settings, store)
         results = searcher.search(query, k=k or settings.search_k, mode=mode, as_of=day)
     if as_json:
         typer.echo(json.dumps([result.to_json() for result in results], indent=2))

@@ -27,8 +27,10 @@ from bot.http_server import (
     wait_for_termination,
 )
 from bot.metrics import EscalationBacklog, SpoolBacklog
+from bot.policy_admin import PolicyAdminServer, admin_socket
 from bot.readiness import Readiness
 from bot.reminders import ReminderScheduler
+from bot.services import Services
 from bot.spool import QuestionSpool
 from bot.spool_worker import SpoolWorker
 
@@ -68,10 +70,9 @@ def run(
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
     executor = answer_executor(settings)
-    # Against a Qdrant server, a bot started before the first ingest (a new deployment)
-    # waits for it, unready. Local Qdrant is one process's: there, ingest has to come first.
-    wait_for_ingest = settings.qdrant_url is not None
-    with command_services(settings, wait_for_ingest=wait_for_ingest) as services:
+    # A bot started before the first ingest (a new deployment) waits for it, unready: on a
+    # server any process may ingest; the embedded store takes ingests through this bot.
+    with command_services(settings, wait_for_ingest=True) as services:
         ensure_local_model(settings)
         try:
             app = create_app(services, mode, executor)
@@ -83,6 +84,7 @@ def run(
         server = _listen(
             app if mode is Mode.HTTP else None, operations, host, port or settings.bot_http_port
         )
+        policy_changes = _accept_policy_changes(services)
         reminders = ReminderScheduler(app.client, services).start()
         # Questions kept on disk while the store was down are answered once it is back.
         spooled = SpoolWorker(app.client, services).start()
@@ -98,7 +100,20 @@ def run(
             stop_serving(server)
             reminders.stop()
             spooled.stop()
+            if policy_changes:
+                policy_changes.stop()
             executor.shutdown(wait=True)
+
+
+def _accept_policy_changes(services: Services) -> PolicyAdminServer | None:
+    """With the embedded store, `dispatchbot ingest` reaches this process: start its socket."""
+    if services.settings.qdrant_url:
+        return None  # on a server, ingest writes to the collection itself; replicas see it
+    search = services.search
+    path = admin_socket(services.settings)
+    server = PolicyAdminServer(path, search.store, search.embedder, services.settings).start()
+    console.print(f"Policy changes from `dispatchbot ingest` are applied live (via {path}).")
+    return server
 
 
 def _listen(app: App | None, operations: Operations, host: str, port: int) -> SlackHTTPServer:

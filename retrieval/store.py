@@ -1,0 +1,191 @@
+"""The policy store interface: what retrieval asks of a vector store, whatever engine holds it.
+
+Two engines sit behind it, chosen by settings: Qdrant Edge, Qdrant's engine embedded in the
+process (the default, on disk), and a Qdrant server or cluster through qdrant-client
+(`QDRANT_URL`). Both keep one named dense vector and one IDF-weighted sparse vector per
+chunk, index the payload fields below, and give the same answers to the same requests:
+filters are written once here, as `Where`, and each engine translates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any, Protocol
+
+DENSE_VECTOR = "dense"
+SPARSE_VECTOR = "sparse"
+
+# Reciprocal rank fusion constant, the one Qdrant servers use: a point's fused score is
+# the sum over candidate lists of 1 / (k + rank), rank counted from 0.
+RRF_K = 2
+
+# Raised when what a store holds changes shape (format 2: the case-folded `doc_key`); an
+# older store is rebuilt from its own points when it is opened.
+STORE_FORMAT = 2
+
+
+class IndexKind(StrEnum):
+    KEYWORD = "keyword"
+    INTEGER = "integer"
+
+
+# Fields that searches and the version registry filter on. `doc_key` is the doc_id folded
+# to lower case: ids are kept as written and matched without regard to case.
+PAYLOAD_INDEXES: dict[str, IndexKind] = {
+    "doc_key": IndexKind.KEYWORD,
+    "version": IndexKind.INTEGER,
+    "effective_from_day": IndexKind.INTEGER,
+    "effective_to_day": IndexKind.INTEGER,
+    "audience": IndexKind.KEYWORD,
+    "chunk_index": IndexKind.INTEGER,
+}
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """Term indices and their weights, indices ascending."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class StorePoint:
+    """One chunk as written: its id, its two vectors and its payload."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One point a query found, with its dense vector (for relevance) and payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+    dense: list[float] | None
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which points: every condition given must hold; None leaves that field free.
+
+    `in_force_on` keeps the versions in force on that day (started on or before it, not
+    ended by it); `audiences` keeps documents written for one of them.
+    """
+
+    doc_key: str | None = None
+    version: int | None = None
+    first_chunks: bool = False
+    in_force_on: date | None = None
+    audiences: frozenset[str] | None = None
+
+    @classmethod
+    def visible(cls, day: date, audiences: Collection[str] | None) -> Where:
+        return cls(in_force_on=day, audiences=None if audiences is None else frozenset(audiences))
+
+    @classmethod
+    def document(cls, doc_id: str, version: int | None = None) -> Where:
+        return cls(doc_key=doc_key(doc_id), version=version)
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    """How an existing collection was built, as far as dispatchbot checks it."""
+
+    dense_names: tuple[str, ...]
+    dense_size: int | None
+    embedding_model: str | None
+    sparse_idf: bool
+    store_format: int
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """How a Qdrant cluster spreads the collection; None leaves it to the server's defaults.
+
+    Fixed when the collection is created (the first ingest): shards are the unit that moves
+    between nodes, replicas keep search up when a node is lost, and the write consistency
+    factor is how many replicas must confirm a write. The embedded store ignores all three.
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    points: int
+    indexed_vectors: int
+    segments: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class PolicyStore(Protocol):
+    """One collection of policy chunks in one engine."""
+
+    @property
+    def collection(self) -> str: ...
+
+    @property
+    def engine(self) -> str:
+        """In words, for messages and readiness: 'Qdrant Edge at …', 'Qdrant server at …'."""
+        ...
+
+    def exists(self) -> bool: ...
+
+    def create(self, dimension: int, model: str, layout: ClusterLayout) -> None: ...
+
+    def shape(self) -> StoreShape: ...
+
+    def upsert(self, points: Sequence[StorePoint]) -> None:
+        """Write `points` in their order; durable when this returns."""
+        ...
+
+    def delete(self, where: Where) -> None: ...
+
+    def set_payload(self, where: Where, payload: dict[str, Any]) -> None: ...
+
+    def scroll(self, where: Where, *, exclude: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """The payloads of every matching point, without the `exclude` fields."""
+        ...
+
+    def count(self, where: Where | None = None) -> int: ...
+
+    def export(self) -> Iterator[StorePoint]:
+        """Every point with both vectors, to rebuild a store in a newer format."""
+        ...
+
+    def nearest(self, vector: list[float] | SparseVector, where: Where, limit: int) -> list[Hit]:
+        """The `limit` nearest points by one vector: dense (a list) or keyword (sparse)."""
+        ...
+
+    def hybrid(
+        self, dense: list[float], sparse: SparseVector, where: Where, limit: int, prefetch: int
+    ) -> list[Hit]:
+        """Dense and keyword candidates (`prefetch` each, both filtered), fused by RRF."""
+        ...
+
+    def mark_format(self, store_format: int) -> None:
+        """Record that the points are now in `store_format`."""
+        ...
+
+    def optimize(self) -> None:
+        """Build indexes for what was written; a server does this by itself."""
+        ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...
+
+
+def doc_key(doc_id: str) -> str:
+    """How a doc_id is matched: 'HL-OPS-201' and 'hl-ops-201' are one document."""
+    return doc_id.casefold()
