@@ -98,6 +98,11 @@ class AudiencePolicy:
             return self.channel_audiences(question.channel_id)
         return self.user_audiences(question.user_id, client)
 
+    def known_audiences(self) -> frozenset[str]:
+        """Every audience the settings name: what a verified answer may be limited to."""
+        named = [self.everywhere, *self.channels.values(), *self.user_groups.values()]
+        return frozenset().union(*named, *self.users.values())
+
     def channel_audiences(self, channel_id: str) -> frozenset[str]:
         """What everyone in a channel may read (the escalation channel's cards too)."""
         return self.everywhere | self.channels.get(channel_id, frozenset())

@@ -15,6 +15,8 @@ from bot import metrics
 from bot.blocks import SlackMessage, SourceRef
 from bot.escalation_blocks import (
     EscalationCard,
+    VerifiedChoice,
+    VerifiedDraft,
     claimed_notice,
     escalation_card,
     handoff_notice,
@@ -22,7 +24,9 @@ from bot.escalation_blocks import (
     resolution_post,
 )
 from bot.services import Services
-from store import repository
+from retrieval.documents import DEFAULT_AUDIENCE
+from retrieval.verified import VerifiedEntry, index_verified
+from store import repository, verified_answers
 from store.models import (
     Answer,
     Conversation,
@@ -33,6 +37,7 @@ from store.models import (
     Message,
     MessageRole,
 )
+from store.verified_answers import PolicyRef
 
 logger = logging.getLogger(__name__)
 
@@ -140,12 +145,41 @@ class Handoff:
                     return reply.text
         return None
 
-    def resolve(self, escalation_id: int, resolved_by: str, resolution: str) -> None:
-        """Store the answer, post it in the thread unless it is there, give the thread back."""
+    def verified_choice(self, escalation_id: int) -> VerifiedChoice:
+        """What the resolve modal offers: the asker's question, and who may see the answer."""
+        access = self._services.access
+        with self._services.database.transaction() as session:
+            escalation = session.get_one(Escalation, escalation_id)
+            question = escalation.question_message
+            if question is None and escalation.answer is not None:
+                question = _question_before(escalation.conversation, escalation.answer.message_id)
+            drew_on = set((escalation.answer.source_audiences or []) if escalation.answer else [])
+            channel = access.channel_audiences(escalation.conversation.channel_id)
+            sensitive = escalation.trigger == EscalationTrigger.SENSITIVE.value
+            question_text = question.text if question else ""
+        return VerifiedChoice(
+            question=question_text,
+            audiences=tuple(sorted(access.known_audiences())),
+            audience=narrowest_audience(drew_on, channel, access.everywhere),
+            save_by_default=not sensitive,
+        )
+
+    def resolve(
+        self,
+        escalation_id: int,
+        resolved_by: str,
+        resolution: str,
+        verified: VerifiedDraft | None = None,
+    ) -> None:
+        """Store the answer (and the verified answer asked for), post it in the thread unless
+        it is there, give the thread back, then make the verified answer searchable."""
+        saved: VerifiedEntry | None = None
         with self._services.database.transaction() as session:
             escalation = repository.resolve_escalation(
                 session, escalation_id, resolution=resolution, resolved_by=resolved_by
             )
+            if verified is not None:
+                saved = _save_verified(session, escalation, resolution, resolved_by, verified)
             conversation = escalation.conversation
             already_said = _normalized(resolution) in {
                 _normalized(message.text)
@@ -178,6 +212,12 @@ class Handoff:
                     slack_ts=posted[0]["ts"],
                 )
         self._update_card(escalation_id)
+        if saved is not None:
+            search = self._services.search
+            index_verified(search.store, search.embedder, saved)
+            logger.info(
+                "verified answer=%d saved from escalation=%d", saved.verified_id, escalation_id
+            )
 
     def send_due_reminders(self) -> int:
         """Re-post cards nobody claimed in time; each reminder is sent by one replica only."""
@@ -289,6 +329,58 @@ class Handoff:
             )
         except SlackApiError:
             return None
+
+
+def narrowest_audience(
+    drew_on: set[str], channel: frozenset[str], everywhere: frozenset[str]
+) -> str:
+    """Who a verified answer may be shown to, by default: the most restricted audience the
+    thread's answer drew on, else the channel's own, else the field teams' one it drew on."""
+    for candidates in (drew_on - everywhere, channel - everywhere, drew_on - {DEFAULT_AUDIENCE}):
+        if candidates:
+            return sorted(candidates)[0]
+    return DEFAULT_AUDIENCE
+
+
+def _save_verified(
+    session: Session,
+    escalation: Escalation,
+    resolution: str,
+    author: str,
+    draft: VerifiedDraft,
+) -> VerifiedEntry:
+    question = escalation.question_message
+    if question is None and escalation.answer is not None:
+        question = _question_before(escalation.conversation, escalation.answer.message_id)
+    refs: dict[str, PolicyRef] = {}
+    for citation in escalation.answer.citations if escalation.answer else []:
+        if citation.version.isdigit():
+            refs.setdefault(
+                citation.doc_id.casefold(),
+                PolicyRef(
+                    citation.doc_id, int(citation.version), citation.title or citation.doc_id
+                ),
+            )
+    row = verified_answers.save(
+        session,
+        question=draft.question or (question.text if question else resolution),
+        answer=draft.answer or resolution,
+        author=author,
+        audience=draft.audience,
+        policy_refs=list(refs.values()),
+        escalation_id=escalation.id,
+        expires_on=draft.expires_on,
+    )
+    return VerifiedEntry(
+        verified_id=row.id,
+        question=row.question,
+        answer=row.answer,
+        author=row.author,
+        created_at=row.created_at,
+        audience=row.audience,
+        policy_refs=tuple(row.policy_refs),
+        expires_on=row.expires_on,
+    )
 
 
 def _draft_for(answer: Answer | None, allowed: frozenset[str]) -> str | None:

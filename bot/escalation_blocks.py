@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from bot.blocks import (
@@ -38,6 +39,14 @@ ESCALATION_RESOLVE = "escalation_resolve"
 RESOLVE_VIEW = "escalation_resolve"
 # The input's block id, for a `response_action: errors` answer that points at it.
 RESOLUTION_BLOCK = "resolution"
+# "Save as a verified answer" and what to save: the question as it should be matched, the
+# answer as it should be reused, who may be shown it, until when.
+VERIFY_BLOCK = "verify"
+VERIFIED_QUESTION_BLOCK = "verified_question"
+VERIFIED_ANSWER_BLOCK = "verified_answer"
+VERIFIED_AUDIENCE_BLOCK = "verified_audience"
+VERIFIED_EXPIRY_BLOCK = "verified_expiry"
+_SAVE_VERIFIED = "save"
 
 TRIGGER_LABELS: dict[str, str] = {
     "button": "Asked for a person (button)",
@@ -171,7 +180,37 @@ def resolution_post(assignee_id: str, resolution_markdown: str) -> list[SlackMes
     ]
 
 
-def resolve_modal(escalation_id: int, prefill: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VerifiedChoice:
+    """What the resolve modal offers for saving the answer as a verified answer."""
+
+    question: str  # the asker's question, to edit into the one to match
+    audiences: tuple[str, ...]  # every audience the resolver may choose
+    audience: str  # the default: the most restricted audience the thread drew on
+    save_by_default: bool  # on for policy questions
+
+
+@dataclass(frozen=True)
+class VerifiedDraft:
+    """The verified answer a resolver asked to save; blank fields fall back to the final
+    answer and the asker's question."""
+
+    question: str | None
+    answer: str | None
+    audience: str
+    expires_on: date | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    escalation_id: int
+    answer: str
+    verified: VerifiedDraft | None
+
+
+def resolve_modal(
+    escalation_id: int, prefill: str | None, verified: VerifiedChoice | None = None
+) -> dict[str, Any]:
     """The `views.open` view in which the person writes the final answer."""
     metadata = json.dumps({"escalation_id": escalation_id}, separators=(",", ":"))
     element: dict[str, Any] = {
@@ -200,13 +239,97 @@ def resolve_modal(escalation_id: int, prefill: str | None) -> dict[str, Any]:
                     "check a prefilled draft before sending."
                 ),
                 "element": element,
-            }
+            },
+            *(_verified_blocks(verified) if verified else []),
         ],
     }
 
 
-def parse_resolution(view: dict[str, Any]) -> tuple[int, str]:
-    """The escalation id and the stripped final answer of a submitted resolve modal."""
+def _verified_blocks(choice: VerifiedChoice) -> list[dict[str, Any]]:
+    save = {
+        "text": plain_text("Save as a verified answer"),
+        "description": plain_text(
+            "The next person who asks this gets your answer at once, credited to you"
+        ),
+        "value": _SAVE_VERIFIED,
+    }
+    checkbox: dict[str, Any] = {
+        "type": "checkboxes",
+        "action_id": _SAVE_VERIFIED,
+        "options": [save],
+    }
+    if choice.save_by_default:
+        checkbox["initial_options"] = [save]
+    audiences = [
+        {"text": plain_text(_prefix(name, 75)), "value": name[:150]} for name in choice.audiences
+    ][:100]
+    chosen = next(option for option in audiences if option["value"] == choice.audience)
+    return [
+        {"type": "divider"},
+        {
+            "type": "input",
+            "block_id": VERIFY_BLOCK,
+            "optional": True,
+            "label": plain_text("Reuse"),
+            "element": checkbox,
+        },
+        _optional_text(
+            VERIFIED_QUESTION_BLOCK,
+            "Question to match",
+            "How people ask it; matched with paraphrases, never with other figures",
+            initial=_prefix(choice.question, RESOLUTION_MAX_LENGTH),
+        ),
+        _optional_text(
+            VERIFIED_ANSWER_BLOCK,
+            "Answer to reuse",
+            "Leave empty to reuse the final answer above",
+            multiline=True,
+        ),
+        {
+            "type": "input",
+            "block_id": VERIFIED_AUDIENCE_BLOCK,
+            "label": plain_text("May be shown to"),
+            "element": {
+                "type": "static_select",
+                "action_id": "audience",
+                "options": audiences,
+                "initial_option": chosen,
+            },
+        },
+        {
+            "type": "input",
+            "block_id": VERIFIED_EXPIRY_BLOCK,
+            "optional": True,
+            "label": plain_text("Stop reusing it on"),
+            "element": {"type": "datepicker", "action_id": "expires_on"},
+        },
+    ]
+
+
+def _optional_text(
+    block_id: str, label: str, hint: str, *, initial: str | None = None, multiline: bool = False
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "text",
+        "multiline": multiline,
+        "max_length": RESOLUTION_MAX_LENGTH,
+    }
+    if initial and initial.strip():
+        element["initial_value"] = initial.strip()
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": True,
+        "label": plain_text(label),
+        "hint": plain_text(hint),
+        "element": element,
+    }
+
+
+def parse_resolution(view: dict[str, Any]) -> Resolution:
+    """The escalation, the stripped final answer and the verified answer to save, if any,
+    of a submitted resolve modal."""
     if not isinstance(view, dict):
         raise ValueError(f"expected the view of a view_submission payload, got {type(view)}")
     if view.get("callback_id") != RESOLVE_VIEW:
@@ -228,7 +351,36 @@ def parse_resolution(view: dict[str, Any]) -> tuple[int, str]:
         raise ValueError(f"the final answer must be text, got {type(answer).__name__}")
     if not answer or not answer.strip():
         raise ValueError("the final answer is empty; write the answer to post before resolving")
-    return escalation_id, answer.strip()
+    return Resolution(escalation_id, answer.strip(), _verified_draft(values))
+
+
+def _verified_draft(values: dict[str, Any]) -> VerifiedDraft | None:
+    """The verified answer asked for, or None when the box is unticked or not offered."""
+    save = _state(values, VERIFY_BLOCK, _SAVE_VERIFIED)
+    if not any(
+        option.get("value") == _SAVE_VERIFIED for option in save.get("selected_options") or []
+    ):
+        return None
+    audience = _state(values, VERIFIED_AUDIENCE_BLOCK, "audience").get("selected_option") or {}
+    expires = _state(values, VERIFIED_EXPIRY_BLOCK, "expires_on").get("selected_date")
+    if not isinstance(audience.get("value"), str):
+        raise ValueError("choose who may be shown the verified answer")
+    return VerifiedDraft(
+        question=_text_or_none(_state(values, VERIFIED_QUESTION_BLOCK, "text").get("value")),
+        answer=_text_or_none(_state(values, VERIFIED_ANSWER_BLOCK, "text").get("value")),
+        audience=audience["value"],
+        expires_on=date.fromisoformat(expires) if isinstance(expires, str) else None,
+    )
+
+
+def _state(values: dict[str, Any], block_id: str, action_id: str) -> dict[str, Any]:
+    block = values.get(block_id)
+    entry = block.get(action_id) if isinstance(block, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _text_or_none(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _check(card: EscalationCard) -> None:

@@ -1,11 +1,12 @@
 """Policy changes reach a running bot: a local socket beside the embedded store.
 
 The embedded store is one process's. While the bot runs it holds the store, so
-`dispatchbot ingest` and `dispatchbot documents delete` send their request here instead,
-and the bot applies it to the store it searches: the next question is answered from the
-changed policy, with no restart. The socket is a file only its owner may open, and the bot
-also checks the peer's user id, so only the account that runs the bot (or root) may change
-its policies. Requests and replies are one JSON line each.
+`dispatchbot ingest`, `dispatchbot documents delete` and `dispatchbot verified approve` and
+`retire` send their request here instead, and the bot applies it to the store it searches:
+the next question is answered from the changed policy, with no restart. The socket is a
+file only its owner may open, and the bot also checks the peer's user id, so only the
+account that runs the bot (or root) may change its policies. Requests and replies are one
+JSON line each.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socketserver
 import struct
 import threading
 from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,11 @@ from retrieval.embedding import Embedder
 from retrieval.errors import RetrievalError
 from retrieval.ingest import EmbeddingProgress, FileOutcome, IngestReport, ingest_files
 from retrieval.loaders import collect_files
-from retrieval.store import ClusterLayout, PolicyStore
-from retrieval.versions import delete_versions
+from retrieval.store import ClusterLayout, PolicyStore, doc_key
+from retrieval.verified import VerifiedEntry, index_verified, unindex_verified
+from retrieval.versions import delete_versions, read_versions
+from store import verified_answers
+from store.database import Database
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,14 +76,44 @@ def ingest_policies(
     )
 
 
+def keep_verified_current(
+    database: Database, store: PolicyStore, retired_docs: Sequence[str] = ()
+) -> list[int]:
+    """Hold back the verified answers whose policy moved on; returns their ids.
+
+    Run after every change to the policy store, in the same command. A verified answer
+    citing a version that is no longer a document's latest, or a retired document, turns
+    stale and leaves search until someone re-approves or retires it. Search is changed
+    inside the transaction, so an answer is never stale on record yet still served.
+    """
+    current = {
+        doc_key(doc_id): (versions[-1].version, versions[-1].title)
+        for doc_id, versions in read_versions(store).items()
+    }
+    with database.transaction() as session:
+        staled = verified_answers.mark_stale(session, current, map(doc_key, retired_docs))
+        for verified in staled:
+            unindex_verified(store, verified.id)
+        ids = [verified.id for verified in staled]
+    if ids:
+        log.info("policy change: %d verified answers held back as stale", len(ids))
+    return ids
+
+
 class PolicyAdminServer:
-    """Serves ingest and delete requests for the store this process holds."""
+    """Serves ingest, delete and verified-answer requests for the store this process holds."""
 
     def __init__(
-        self, path: Path, store: PolicyStore, embedder: Embedder, settings: Settings
+        self,
+        path: Path,
+        store: PolicyStore,
+        embedder: Embedder,
+        settings: Settings,
+        database: Database,
     ) -> None:
         self._path = path
         self._store = store
+        self._database = database
         self._embedder = embedder
         self._settings = settings
         self._writing = threading.Lock()  # one change at a time; searches go on meanwhile
@@ -110,16 +145,32 @@ class PolicyAdminServer:
             if operation == "ingest":
                 paths = [Path(path) for path in request.get("paths", [])]
                 report = ingest_policies(paths, self._store, self._embedder, self._settings)
+                stale = keep_verified_current(self._database, self._store)
                 log.info(
                     "policy change: %d files, %d chunks written",
                     len(report.outcomes),
                     report.chunks_written,
                 )
-                return {"outcomes": [outcome.to_json() for outcome in report.outcomes]}
+                return {
+                    "outcomes": [outcome.to_json() for outcome in report.outcomes],
+                    "stale_verified": stale,
+                }
             if operation == "delete":
-                deleted = delete_versions(self._store, request["doc_id"], request.get("version"))
+                doc_id, version = request["doc_id"], request.get("version")
+                deleted = delete_versions(self._store, doc_id, version)
+                keep_verified_current(self._database, self._store, [] if version else [doc_id])
                 log.info("policy change: %d versions deleted", len(deleted))
                 return {"deleted": deleted}
+            if operation == "verified_index":
+                entry = verified_entry_from_json(request["entry"])
+                index_verified(self._store, self._embedder, entry)
+                log.info("verified answer %d added to search", entry.verified_id)
+                return {"indexed": entry.verified_id}
+            if operation == "verified_unindex":
+                verified_id = int(request["verified_id"])
+                unindex_verified(self._store, verified_id)
+                log.info("verified answer %d removed from search", verified_id)
+                return {"unindexed": verified_id}
         raise PolicyAdminError(f"unknown request {operation!r}")
 
 
@@ -180,11 +231,50 @@ def send(path: Path, request: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def send_ingest(path: Path, paths: Sequence[Path]) -> IngestReport:
+def send_ingest(path: Path, paths: Sequence[Path]) -> tuple[IngestReport, list[int]]:
+    """The running bot's ingest report, and the verified answers it held back as stale."""
     reply = send(path, {"op": "ingest", "paths": [str(item.resolve()) for item in paths]})
-    return IngestReport(tuple(FileOutcome.from_json(fields) for fields in reply["outcomes"]))
+    report = IngestReport(tuple(FileOutcome.from_json(fields) for fields in reply["outcomes"]))
+    return report, [int(number) for number in reply.get("stale_verified", [])]
 
 
 def send_delete(path: Path, doc_id: str, version: int | None) -> list[int]:
     reply = send(path, {"op": "delete", "doc_id": doc_id, "version": version})
     return [int(number) for number in reply["deleted"]]
+
+
+def send_verified_index(path: Path, entry: VerifiedEntry) -> None:
+    """Have the running bot add (or replace) a verified answer's searchable copy."""
+    send(path, {"op": "verified_index", "entry": verified_entry_to_json(entry)})
+
+
+def send_verified_unindex(path: Path, verified_id: int) -> None:
+    """Have the running bot take a verified answer out of search."""
+    send(path, {"op": "verified_unindex", "verified_id": verified_id})
+
+
+def verified_entry_to_json(entry: VerifiedEntry) -> dict[str, Any]:
+    return {
+        "verified_id": entry.verified_id,
+        "question": entry.question,
+        "answer": entry.answer,
+        "author": entry.author,
+        "created_at": entry.created_at.isoformat(),
+        "audience": entry.audience,
+        "policy_refs": list(entry.policy_refs),
+        "expires_on": entry.expires_on.isoformat() if entry.expires_on else None,
+    }
+
+
+def verified_entry_from_json(fields: dict[str, Any]) -> VerifiedEntry:
+    expires_on = fields.get("expires_on")
+    return VerifiedEntry(
+        verified_id=int(fields["verified_id"]),
+        question=str(fields["question"]),
+        answer=str(fields["answer"]),
+        author=str(fields["author"]),
+        created_at=datetime.fromisoformat(fields["created_at"]),
+        audience=str(fields["audience"]),
+        policy_refs=tuple(fields.get("policy_refs") or ()),
+        expires_on=date.fromisoformat(expires_on) if expires_on else None,
+    )

@@ -9,6 +9,7 @@ format is brought up to date from its own points, with one line saying so.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from retrieval.errors import CollectionMismatchError, NothingIngestedError
 from retrieval.store import (
@@ -84,15 +85,11 @@ def check_collection(store: PolicyStore, dimension: int, model: str) -> None:
 def upgrade_format(store: PolicyStore, found: int) -> int:
     """Rewrite every point in the current store format; returns how many were rewritten.
 
-    Format 2 adds `doc_key`, the case-folded doc_id that commands match on.
+    Format 2 adds `doc_key`, the case-folded doc_id that commands match on; format 3 only
+    adds indexes, which marking the format creates.
     """
     points = [
-        StorePoint(
-            point.id,
-            point.dense,
-            point.sparse,
-            {**point.payload, "doc_key": doc_key(str(point.payload.get("doc_id", "")))},
-        )
+        StorePoint(point.id, point.dense, point.sparse, _current_payload(point.payload))
         for point in store.export()
     ]
     store.upsert(points)
@@ -106,3 +103,9 @@ def upgrade_format(store: PolicyStore, found: int) -> int:
         len(points),
     )
     return len(points)
+
+
+def _current_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    if "doc_id" in payload:  # a policy chunk, not a verified answer
+        return {**payload, "doc_key": doc_key(str(payload["doc_id"]))}
+    return payload

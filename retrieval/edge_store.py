@@ -27,6 +27,7 @@ from retrieval.store import (
     RRF_K,
     SPARSE_VECTOR,
     STORE_FORMAT,
+    VERIFIED_KIND,
     ClusterLayout,
     Hit,
     IndexKind,
@@ -85,8 +86,7 @@ class EdgeStore:
             sparse_vectors={SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
         )
         self._shard = edge.EdgeShard.create(str(self._shard_path), config)
-        for name, kind in PAYLOAD_INDEXES.items():
-            self._shard.update(edge.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
+        self._create_indexes()
         # Written last: a shard without it is an unfinished create, redone on the next one.
         self._write_meta({"embedding_model": model, "dimension": dimension, "format": STORE_FORMAT})
 
@@ -239,7 +239,13 @@ class EdgeStore:
         temporary.write_text(json.dumps(meta, indent=2))
         os.replace(temporary, self._meta_path)
 
+    def _create_indexes(self) -> None:
+        shard = self._opened()
+        for name, kind in PAYLOAD_INDEXES.items():
+            shard.update(edge.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
+
     def mark_format(self, store_format: int) -> None:
+        self._create_indexes()  # a newer format may filter on a new field
         meta = json.loads(self._meta_path.read_text())
         self._write_meta({**meta, "format": store_format})
 
@@ -288,6 +294,12 @@ def edge_filter(where: Where) -> edge.Filter:
         must.append(edge.FieldCondition("effective_from_day", range=edge.RangeFloat(lte=day)))
         # A missing or null end never matches the range, so open versions stay.
         must_not.append(edge.FieldCondition("effective_to_day", range=edge.RangeFloat(lte=day)))
+    if where.verified is True:
+        must.append(_match("kind", VERIFIED_KIND))
+    elif where.verified is False:
+        must_not.append(_match("kind", VERIFIED_KIND))
+    if where.verified_id is not None:
+        must.append(_match("verified_id", where.verified_id))
     if where.audiences is not None:
         must.append(edge.FieldCondition("audience", match=edge.MatchAny(sorted(where.audiences))))
     return edge.Filter(must=must or None, must_not=must_not or None)

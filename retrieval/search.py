@@ -18,6 +18,7 @@ from retrieval.embedding import Embedder
 from retrieval.payload import ChunkPayload
 from retrieval.sparse import query_vector
 from retrieval.store import Hit, PolicyStore, Where
+from retrieval.verified import VerifiedMatch, find_verified
 from retrieval.versions import local_today
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,21 @@ class PolicySearch:
             return []
         query_vector, *vectors = self._embedder.encode_on_answer_path([query, *texts])
         return [sum(q * v for q, v in zip(query_vector, vector, strict=True)) for vector in vectors]
+
+    def verified_matches(
+        self,
+        query: str,
+        *,
+        as_of: date | None = None,
+        audiences: Collection[str] | None = None,
+        limit: int = 3,
+    ) -> list[VerifiedMatch]:
+        """People's verified answers to questions closest to `query`, that readers may see."""
+        chosen = None if audiences is None else frozenset(audiences)
+        vector = self._embedder.encode_query(query)
+        return find_verified(
+            self._store, vector, day=as_of or local_today(), audiences=chosen, limit=limit
+        )
 
     def search(
         self,

@@ -19,6 +19,7 @@ from retrieval.store import (
     RRF_K,
     SPARSE_VECTOR,
     STORE_FORMAT,
+    VERIFIED_KIND,
     ClusterLayout,
     Hit,
     IndexKind,
@@ -240,6 +241,12 @@ def server_filter(where: Where) -> models.Filter:
         must.append(models.FieldCondition(key="effective_from_day", range=models.Range(lte=day)))
         # A missing or null end never matches the range, so open versions stay.
         must_not.append(models.FieldCondition(key="effective_to_day", range=models.Range(lte=day)))
+    if where.verified is True:
+        must.append(_match("kind", VERIFIED_KIND))
+    elif where.verified is False:
+        must_not.append(_match("kind", VERIFIED_KIND))
+    if where.verified_id is not None:
+        must.append(_match("verified_id", where.verified_id))
     if where.audiences is not None:
         audiences = sorted(where.audiences)
         must.append(models.FieldCondition(key="audience", match=models.MatchAny(any=audiences)))

@@ -22,9 +22,10 @@ SPARSE_VECTOR = "sparse"
 # the sum over candidate lists of 1 / (k + rank), rank counted from 0.
 RRF_K = 2
 
-# Raised when what a store holds changes shape (format 2: the case-folded `doc_key`); an
-# older store is rebuilt from its own points when it is opened.
-STORE_FORMAT = 2
+# Raised when what a store holds changes shape (2: the case-folded `doc_key`; 3: people's
+# verified answers beside the chunks, told apart by `kind`); an older store is rebuilt from
+# its own points, its indexes completed, when it is opened.
+STORE_FORMAT = 3
 
 
 class IndexKind(StrEnum):
@@ -41,7 +42,12 @@ PAYLOAD_INDEXES: dict[str, IndexKind] = {
     "effective_to_day": IndexKind.INTEGER,
     "audience": IndexKind.KEYWORD,
     "chunk_index": IndexKind.INTEGER,
+    "kind": IndexKind.KEYWORD,
+    "verified_id": IndexKind.INTEGER,
 }
+
+# The `kind` of a person's verified answer; policy chunks carry no kind.
+VERIFIED_KIND = "verified"
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,8 @@ class Where:
     """Which points: every condition given must hold; None leaves that field free.
 
     `in_force_on` keeps the versions in force on that day (started on or before it, not
-    ended by it); `audiences` keeps documents written for one of them.
+    ended by it); `audiences` keeps documents written for one of them; `verified` keeps
+    only people's verified answers (True) or only policy chunks (False).
     """
 
     doc_key: str | None = None
@@ -85,10 +92,15 @@ class Where:
     first_chunks: bool = False
     in_force_on: date | None = None
     audiences: frozenset[str] | None = None
+    verified: bool | None = None
+    verified_id: int | None = None
 
     @classmethod
-    def visible(cls, day: date, audiences: Collection[str] | None) -> Where:
-        return cls(in_force_on=day, audiences=None if audiences is None else frozenset(audiences))
+    def visible(
+        cls, day: date, audiences: Collection[str] | None, *, verified: bool = False
+    ) -> Where:
+        chosen = None if audiences is None else frozenset(audiences)
+        return cls(in_force_on=day, audiences=chosen, verified=verified)
 
     @classmethod
     def document(cls, doc_id: str, version: int | None = None) -> Where:

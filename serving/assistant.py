@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.search import PolicySearch, SearchResult
+from retrieval.verified import VerifiedMatch
 from serving.claims import SupportIndex
 from serving.guard import PROMPT_WITHHELD
 from serving.llm_client import ModelClient
@@ -33,7 +34,15 @@ from serving.verification import (
     grounded_share,
     is_refusal,
 )
-from store import repository
+from serving.verified_reuse import informs, reusable
+from serving.verified_sources import (
+    as_source,
+    attributed,
+    cited_policies,
+    is_verified_source,
+    ranked_together,
+)
+from store import repository, verified_answers
 from store.database import Database
 from store.models import Conversation, Message
 from store.repository import AnswerRecord, CitationRecord
@@ -51,6 +60,7 @@ NOTHING_WRITTEN = (
 # What a person sees above the policy's own words when the model's text failed verification.
 POLICY_WORDS_LEAD = "Here is what the policy says:"
 NO_GENERATION = "none"  # the `model`/`endpoint` of an answer that never reached a model
+VERIFIED_ANSWER = "verified-answer"  # the `model`/`endpoint` of a person's answer given again
 FALLBACK_CITATIONS = 3
 _CITATION_MARK = re.compile(r"\[(\d{1,2})\]")
 
@@ -220,9 +230,15 @@ class Assistant:
             ) from error
 
         started = time.perf_counter()
-        results = self._search.search(
-            _retrieval_query(question, turn.history), k=self._settings.k, audiences=audiences
-        )
+        query = _retrieval_query(question, turn.history)
+        verified = self._search.verified_matches(query, audiences=audiences, limit=1)
+        if verified and not turn.history and reusable(question, verified[0]):
+            # People answered this very question: their answer, with no model call.
+            text = attributed(verified[0].entry)
+            yield text
+            yield self._store_verified(turn, text, verified[0], _ms_since(started))
+            return
+        results = self._search.search(query, k=self._settings.k, audiences=audiences)
         retrieval_ms = _ms_since(started)
         confidence = results[0].relevance if results else None
 
@@ -253,9 +269,14 @@ class Assistant:
             earlier_question=_earlier_question(turn.history),
             similarity=self._search.similarities,
         )
+        sources = _prompt_sources(results, passage, self._settings.prompt_sources)
+        if verified and informs(verified[0]):
+            # Close, not the same: the model reads it beside the policy, marked as a
+            # person's answer.
+            sources = ranked_together(sources, as_source(verified[0]), len(sources) + 1)
         prompt = build_prompt(
             asked,
-            _prompt_sources(results, passage, self._settings.prompt_sources),
+            sources,
             history,
             context_tokens=self._settings.context_tokens,
             reserved_for_answer=self._settings.reserved_for_answer,
@@ -284,6 +305,8 @@ class Assistant:
         verification = gate.verdict()
         if verification.passed:
             text, cited = keep_cited_sources(gate.released, prompt.sources)
+            # A person's answer informed it; the citations name policy only.
+            cited = [source for source in cited if not is_verified_source(source)]
             asked = [question, *(t.text for t in turn.history if t.role == "user")]
             verification = self._check_whole(asked, text, passage, verification)
         if verification.outcome is Outcome.SYSTEM_PROMPT:
@@ -330,6 +353,27 @@ class Assistant:
             quote=passage,
             verification=verification,
         )
+
+    def _store_verified(
+        self, turn: _Turn, text: str, match: VerifiedMatch, retrieval_ms: float
+    ) -> AssistantAnswer:
+        entry = match.entry
+        cited = cited_policies(self._search.store, entry)
+        record = AnswerRecord(
+            text=text,
+            prompt="",
+            model=VERIFIED_ANSWER,
+            endpoint=VERIFIED_ANSWER,
+            latency_ms=round(retrieval_ms),
+            confidence=_clamp(match.similarity),
+            citations=[_citation_record(result) for result in cited],
+            source_audiences=[entry.audience],
+            verified_answer_id=entry.verified_id,
+        )
+        answer = self._store_answer(turn, record, cited, StageTimings(retrieval_ms, 0, 0, 0))
+        with self._database.transaction() as session:
+            verified_answers.record_reuse(session, entry.verified_id)
+        return answer
 
     def _check_whole(
         self,

@@ -72,6 +72,12 @@ class EscalationPriority(StrEnum):
     HIGH = "high"
 
 
+class VerifiedAnswerStatus(StrEnum):
+    ACTIVE = "active"  # answers questions close to it
+    STALE = "stale"  # a policy it cites changed: held back until someone re-approves it
+    RETIRED = "retired"  # withdrawn, or past its expiry date
+
+
 class ModelVersionStatus(StrEnum):
     CANDIDATE = "candidate"
     PROMOTED = "promoted"
@@ -198,6 +204,10 @@ class Answer(Base):
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The policy's own words shown with the answer: {text, doc_id, section, version, ...}
     quote: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Set when a person's verified answer was given instead of the model's. No foreign key:
+    # verified answers are retired, never deleted, and one would close a cycle of keys
+    # (answers -> verified_answers -> escalations -> answers).
+    verified_answer_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     message: Mapped[Message] = relationship(back_populates="answer")
@@ -304,6 +314,41 @@ class Escalation(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="escalations")
     question_message: Mapped[Message | None] = relationship(foreign_keys=[question_message_id])
     answer: Mapped[Answer | None] = relationship(foreign_keys=[answer_id])
+
+
+class VerifiedAnswer(Base):
+    """A person's answer, saved when an escalation was resolved, reused for the same question.
+
+    `policy_refs` pins the policy versions in force when it was written ([{doc_id, version,
+    title}]): a newer version of any of them makes it stale. `audience`: who may be shown
+    it, as for a policy document (a reader needs that audience; `all` is everyone).
+    """
+
+    __tablename__ = "verified_answers"
+    __table_args__ = (Index("ix_verified_answers_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(SLACK_ID))
+    escalation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("escalations.id", ondelete="SET NULL"), index=True
+    )
+    audience: Mapped[str] = mapped_column(String(256))
+    policy_refs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[VerifiedAnswerStatus] = mapped_column(
+        _enum_column(VerifiedAnswerStatus, "status"), default=VerifiedAnswerStatus.ACTIVE
+    )
+    # Why it is stale or retired, in words ("Load Approval Thresholds v4 replaced v3").
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reviewed_at: Mapped[datetime | None] = mapped_column()
+    reviewed_by: Mapped[str | None] = mapped_column(String(SLACK_ID))
+    reuse_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_reused_at: Mapped[datetime | None] = mapped_column()
+
+    escalation: Mapped[Escalation | None] = relationship()
 
 
 class SlackEvent(Base):

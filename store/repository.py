@@ -72,6 +72,7 @@ class AnswerRecord:
     generated_text: str | None = None  # the model's text before verification
     verification: Mapping[str, Any] | None = None
     quote: Mapping[str, Any] | None = None
+    verified_answer_id: int | None = None  # a person's verified answer given instead
 
 
 def claim_event(session: Session, event_id: str) -> bool:
@@ -345,6 +346,7 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
         generated_text=record.generated_text,
         verification=None if record.verification is None else dict(record.verification),
         quote=None if record.quote is None else dict(record.quote),
+        verified_answer_id=record.verified_answer_id,
         citations=[
             Citation(
                 doc_id=citation.doc_id,

@@ -11,7 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.commands.common import fail, settings_of
-from bot.commands.retrieval import policy_store, store_errors_end_the_command, through_running_bot
+from bot.commands.retrieval import (
+    policy_store,
+    store_errors_end_the_command,
+    through_running_bot,
+    verified_kept_current,
+)
 from bot.policy_admin import send_delete
 from retrieval.client import open_store
 from retrieval.collection import require_collection
@@ -82,6 +87,7 @@ def delete_document(
             with open_store(settings) as store:
                 require_collection(store)
                 deleted = delete_versions(store, doc_id, version)
+                verified_kept_current(settings, store, [] if version else [doc_id])
         except StoreBusyError:
             deleted = send_delete(through_running_bot(settings), doc_id, version)
     if not deleted:

@@ -15,9 +15,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 
 from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
-from bot.policy_admin import PolicyAdminError, admin_socket, ingest_policies, send_ingest
+from bot.policy_admin import (
+    PolicyAdminError,
+    admin_socket,
+    ingest_policies,
+    keep_verified_current,
+    send_ingest,
+)
 from retrieval.client import open_store
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
@@ -26,6 +33,7 @@ from retrieval.ingest import FileStatus, IngestReport
 from retrieval.search import PolicySearch, SearchMode, SearchResult
 from retrieval.store import PolicyStore
 from retrieval.versions import local_today
+from store.schema import SchemaOutOfDate, open_current_database
 from store.settings import Settings
 
 console = Console()
@@ -67,6 +75,30 @@ def policy_search(settings: Settings, store: PolicyStore) -> PolicySearch:
     return PolicySearch(store, embedder, settings.search_prefetch_limit)
 
 
+def verified_kept_current(
+    settings: Settings, store: PolicyStore, retired_docs: list[str] | None = None
+) -> list[int]:
+    """After a policy change: hold back the verified answers it made stale.
+
+    A database that has no verified answers table yet has no verified answers; one that
+    cannot be reached is named, since its answers may now be out of date.
+    """
+    try:
+        database = open_current_database(settings.database_url)
+    except SchemaOutOfDate:
+        return []
+    except OperationalError as error:
+        fail(
+            f"the policy changed, but the database ({error.orig}) could not be reached to "
+            "hold back verified answers that cite it: run the command again once it is up",
+            EXIT_UNAVAILABLE,
+        )
+    try:
+        return keep_verified_current(database, store, retired_docs or [])
+    finally:
+        database.dispose()
+
+
 def parse_as_of(value: str | None) -> date | None:
     if value is None:
         return None
@@ -95,9 +127,17 @@ def ingest(
             with open_store(settings) as store, _EmbeddingBar() as bar:
                 embedder = load_embedder_for(settings)
                 report = ingest_policies(paths, store, embedder, settings, bar.update)
+                stale = verified_kept_current(settings, store)
         except StoreBusyError:
-            report = send_ingest(through_running_bot(settings), paths)
+            report, stale = send_ingest(through_running_bot(settings), paths)
     _print_report(report, settings.qdrant_collection)
+    if stale:
+        numbers = ", ".join(f"#{number}" for number in stale)
+        console.print(
+            f"Verified answers {numbers} cite a changed policy: held back until re-approved "
+            "(`dispatchbot verified approve ID`) or retired.",
+            highlight=False,
+        )
     if report.count(FileStatus.SKIPPED):
         raise typer.Exit(1)
 

@@ -111,7 +111,9 @@ def _accept_policy_changes(services: Services) -> PolicyAdminServer | None:
         return None  # on a server, ingest writes to the collection itself; replicas see it
     search = services.search
     path = admin_socket(services.settings)
-    server = PolicyAdminServer(path, search.store, search.embedder, services.settings).start()
+    server = PolicyAdminServer(
+        path, search.store, search.embedder, services.settings, services.database
+    ).start()
     console.print(f"Policy changes from `dispatchbot ingest` are applied live (via {path}).")
     return server
 

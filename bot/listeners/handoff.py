@@ -63,8 +63,10 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
 
     def open_resolution(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         escalation_id = int(action["value"])
-        prefill = Handoff(client, services).prefill_for(escalation_id, str(body["user"]["id"]))
-        client.views_open(trigger_id=body["trigger_id"], view=resolve_modal(escalation_id, prefill))
+        handoff = Handoff(client, services)
+        prefill = handoff.prefill_for(escalation_id, str(body["user"]["id"]))
+        view = resolve_modal(escalation_id, prefill, handoff.verified_choice(escalation_id))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
     def check_resolution(ack: Ack, view: dict[str, Any]) -> None:
         # A modal's errors can only be shown in its ack, before the lazy work starts.
@@ -76,12 +78,16 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
         ack()
 
     def resolve(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        escalation_id, resolution = parse_resolution(view)
+        resolution = parse_resolution(view)
         user_id = str(body["user"]["id"])
         try:
-            Handoff(client, services).resolve(escalation_id, user_id, resolution)
+            Handoff(client, services).resolve(
+                resolution.escalation_id, user_id, resolution.answer, resolution.verified
+            )
         except EscalationStateError as refusal:
-            logger.info("resolution of escalation %d refused: %s", escalation_id, refusal)
+            logger.info(
+                "resolution of escalation %d refused: %s", resolution.escalation_id, refusal
+            )
 
     app.action(ASK_PERSON)(ack=ack, lazy=[ask_person])
     app.action(ESCALATION_CLAIM)(ack=ack, lazy=[claim])

@@ -23,6 +23,7 @@ DESIGN_TABLES = {
     "slack_events",
     "activity_daily",
     "job_locks",
+    "verified_answers",
 }
 
 
