@@ -21,6 +21,9 @@ from bot.escalation_blocks import (
     RESOLVE_VIEW,
     TRIGGER_LABELS,
     EscalationCard,
+    Resolution,
+    VerifiedChoice,
+    VerifiedDraft,
     claimed_notice,
     escalation_card,
     handoff_notice,
@@ -384,7 +387,7 @@ def test_the_resolve_modal_is_a_valid_view_that_round_trips(prefill: str | None)
     assert block["element"].get("initial_value") == prefill
 
     answer = prefill or "Yes, call the shift lead."
-    assert parse_resolution(submitted(view, f"  {answer} \n")) == (42, answer)
+    assert parse_resolution(submitted(view, f"  {answer} \n")) == Resolution(42, answer, None)
 
 
 def test_a_prefill_longer_than_the_input_allows_is_shortened() -> None:
@@ -524,3 +527,64 @@ def test_any_text_gives_a_valid_card(
     for post in resolution_post("U9DISP", resolution or ""):
         assert_valid(post)
     View(**resolve_modal(escalation_id, draft)).validate_json()
+
+
+CHOICE = VerifiedChoice(
+    question="who approves a 30,000 lb load?",
+    audiences=("all", "dispatch", "hr", "service"),
+    audience="dispatch",
+    save_by_default=True,
+)
+
+
+def submitted_with_verified(
+    *, save: bool, question: str | None, answer: str | None, expires: str | None = None
+) -> dict[str, Any]:
+    """The resolve modal with the verified-answer part, as Slack sends it back."""
+    view = resolve_modal(42, "The shift lead.", CHOICE)
+    values: dict[str, Any] = {
+        "resolution": {"answer": {"type": "plain_text_input", "value": "The shift lead."}},
+        "verify": {
+            "save": {
+                "type": "checkboxes",
+                "selected_options": [{"value": "save"}] if save else [],
+            }
+        },
+        "verified_question": {"text": {"type": "plain_text_input", "value": question}},
+        "verified_answer": {"text": {"type": "plain_text_input", "value": answer}},
+        "verified_audience": {
+            "audience": {"type": "static_select", "selected_option": {"value": "hr"}}
+        },
+        "verified_expiry": {"expires_on": {"type": "datepicker", "selected_date": expires}},
+    }
+    return {**view, "id": "V9", "state": {"values": values}}
+
+
+def test_the_resolve_modal_offers_to_save_a_verified_answer_ticked_for_policy_questions() -> None:
+    view = resolve_modal(42, None, CHOICE)
+
+    View(**view).validate_json()
+    by_id = {block.get("block_id"): block for block in view["blocks"]}
+    assert by_id["verify"]["element"]["initial_options"][0]["value"] == "save"
+    assert by_id["verified_question"]["element"]["initial_value"] == CHOICE.question
+    assert by_id["verified_audience"]["element"]["initial_option"]["value"] == "dispatch"
+    sensitive = resolve_modal(42, None, dataclasses.replace(CHOICE, save_by_default=False))
+    assert (
+        "initial_options"
+        not in {b.get("block_id"): b for b in sensitive["blocks"]}["verify"]["element"]
+    )
+
+
+def test_a_ticked_box_gives_the_verified_answer_to_save() -> None:
+    ticked = submitted_with_verified(
+        save=True, question=" who signs off on 30k? ", answer=None, expires="2027-01-31"
+    )
+    unticked = submitted_with_verified(save=False, question="x", answer="y")
+
+    assert parse_resolution(ticked).verified == VerifiedDraft(
+        question="who signs off on 30k?",
+        answer=None,
+        audience="hr",
+        expires_on=date(2027, 1, 31),
+    )
+    assert parse_resolution(unticked).verified is None
