@@ -112,13 +112,20 @@ def streaming_message(markdown_so_far: str) -> SlackMessage:
 
 
 def answer_messages(
-    markdown: str, sources: Sequence[SourceRef], answer_id: int, quote: QuoteRef | None = None
+    markdown: str,
+    sources: Sequence[SourceRef],
+    answer_id: int,
+    quote: QuoteRef | None = None,
+    credit: CreditRef | None = None,
 ) -> list[SlackMessage]:
     """The finished answer as one or more messages; the last carries sources and buttons.
 
-    The policy's own words (`quote`) follow the answer, cited like a source.
+    The policy's own words (`quote`) follow the answer, cited like a source; a person's
+    verified answer says who gave it (`credit`).
     """
     pieces = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
+    if credit is not None:
+        pieces.append(context_block(credit_line(credit)))
     if quote is not None:
         pieces += quote_blocks(quote)
     tail = [{"type": "divider"}, *sources_blocks(sources), _feedback_actions(answer_id)]
@@ -578,6 +585,23 @@ def shorten(text: str, limit: int) -> str:
 
 def section_block(mrkdwn: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+@dataclass(frozen=True)
+class CreditRef:
+    """Who answered a question that is answered again from their verified answer."""
+
+    user_id: str
+    day: str  # "3 Dec"
+
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+
+
+def credit_line(credit: CreditRef) -> str:
+    """ "Answered by @Dana on 3 Dec, verified": a real mention only for a well-formed id."""
+    who = f"<@{credit.user_id}>" if _USER_ID.match(credit.user_id) else escape(credit.user_id)
+    return f"✅ Answered by {who} on {escape(credit.day)}, verified"
 
 
 def context_block(mrkdwn: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from serving.verification import (
 )
 from serving.verified_reuse import informs, reusable
 from serving.verified_sources import (
+    Credit,
     as_source,
     attributed,
     cited_policies,
@@ -120,6 +121,8 @@ class AssistantAnswer:
     quote: Passage | None = None
     verification: Verification = NOT_GENERATED
     generated_text: str = ""  # the model's text before verification
+    # Who gave it, when a person's verified answer was given instead of the model's.
+    credit: Credit | None = None
 
     @property
     def shows_policy_words_only(self) -> bool:
@@ -234,9 +237,8 @@ class Assistant:
         verified = self._search.verified_matches(query, audiences=audiences, limit=1)
         if verified and not turn.history and reusable(question, verified[0]):
             # People answered this very question: their answer, with no model call.
-            text = attributed(verified[0].entry)
-            yield text
-            yield self._store_verified(turn, text, verified[0], _ms_since(started))
+            yield verified[0].entry.answer
+            yield self._store_verified(turn, verified[0], _ms_since(started))
             return
         results = self._search.search(query, k=self._settings.k, audiences=audiences)
         retrieval_ms = _ms_since(started)
@@ -355,12 +357,12 @@ class Assistant:
         )
 
     def _store_verified(
-        self, turn: _Turn, text: str, match: VerifiedMatch, retrieval_ms: float
+        self, turn: _Turn, match: VerifiedMatch, retrieval_ms: float
     ) -> AssistantAnswer:
         entry = match.entry
         cited = cited_policies(self._search.store, entry)
         record = AnswerRecord(
-            text=text,
+            text=attributed(entry),  # the thread's record says who answered
             prompt="",
             model=VERIFIED_ANSWER,
             endpoint=VERIFIED_ANSWER,
@@ -373,7 +375,7 @@ class Assistant:
         answer = self._store_answer(turn, record, cited, StageTimings(retrieval_ms, 0, 0, 0))
         with self._database.transaction() as session:
             verified_answers.record_reuse(session, entry.verified_id)
-        return answer
+        return replace(answer, text=entry.answer, credit=Credit.of(entry))
 
     def _check_whole(
         self,

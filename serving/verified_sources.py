@@ -8,7 +8,8 @@ person's answer, not policy text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from retrieval.search import SearchResult
 from retrieval.store import PolicyStore
@@ -17,6 +18,23 @@ from retrieval.versions import read_versions
 
 # doc_id of a verified answer given to the model as a source; never a policy's id.
 VERIFIED_SOURCE_PREFIX = "verified-answer-"
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Who gave a reused answer, and when: shown with it wherever it appears."""
+
+    verified_id: int
+    author: str  # a Slack user id
+    on: date
+
+    @property
+    def day(self) -> str:
+        return f"{self.on.day} {self.on:%b}"
+
+    @classmethod
+    def of(cls, entry: VerifiedEntry) -> Credit:
+        return cls(entry.verified_id, entry.author, entry.created_at.date())
 
 
 def attributed(entry: VerifiedEntry) -> str:

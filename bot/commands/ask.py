@@ -56,6 +56,12 @@ def ask(
     if answer.shows_policy_words_only:
         # What streamed passed its checks sentence by sentence; the answer as a whole did not.
         console.print(f"\n\n{answer.text}", end="", highlight=False, markup=False)
+    if answer.credit is not None:
+        console.print(
+            f"\n\nAnswered by {answer.credit.author} on {answer.credit.day}, verified.",
+            highlight=False,
+            markup=False,
+        )
     _print_quote(answer)
     _print_sources(answer)
 
@@ -77,6 +83,13 @@ def answer_json(answer: AssistantAnswer) -> dict[str, Any]:
         "completion_tokens": answer.completion_tokens,
         "quote": None if answer.quote is None else quote_json(answer.quote),
         "verification": answer.verification.to_json(),
+        "verified_answer": None
+        if answer.credit is None
+        else {
+            "id": answer.credit.verified_id,
+            "author": answer.credit.author,
+            "on": answer.credit.on.isoformat(),
+        },
     }
 
 

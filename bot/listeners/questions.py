@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.blocks import (
+    CreditRef,
     QuoteRef,
     SlackMessage,
     SourceRef,
@@ -513,7 +514,9 @@ def stream_answer(
             metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
         sources = [source_ref(result) for result in answer.citations]
         quote = quote_ref(answer.quote, answer.declined) if answer.quote is not None else None
-        reply.finish(answer.text, answer_messages(answer.text, sources, answer.answer_id, quote))
+        credit = CreditRef(answer.credit.author, answer.credit.day) if answer.credit else None
+        messages = answer_messages(answer.text, sources, answer.answer_id, quote, credit)
+        reply.finish(answer.text, messages)
     except QuestionNotRecorded:
         _keep_for_later(question, request_id, reply.fail, keep)
         return None

@@ -104,13 +104,14 @@ def test_the_same_question_gets_the_persons_answer_with_no_model_call(
     answer = bot.answer(question, thread=thread("1.1"), user_id="U0ASKER")
 
     assert model.requests == []
-    assert answer.text.startswith(ANSWER)
-    assert f"Answered by <@{LEAD}> on 3 Dec, verified" in answer.text
+    assert answer.text == ANSWER
+    assert (answer.credit.author, answer.credit.day) == (LEAD, "3 Dec")  # type: ignore[union-attr]
     assert answer.model == VERIFIED_ANSWER
     assert [(c.doc_id, c.version) for c in answer.citations] == [("load-approval", 3)]
     with database.transaction() as session:
         stored = session.get_one(Answer, answer.answer_id)
         assert stored.verified_answer_id == saved
+        assert f"Answered by <@{LEAD}> on 3 Dec, verified" in stored.message.text
         assert session.get_one(VerifiedAnswer, saved).reuse_count == 1
 
 

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from bot.blocks import ASK_PERSON, FEEDBACK_DOWN
 from bot.cli import app as cli
-from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE
+from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE, RESOLUTION_BLOCK
 from store.models import Conversation, ConversationState, Escalation, Message
 
 COVERED = "who approves a 30,000 lb load?"
@@ -288,7 +288,7 @@ def test_claim_silence_resolve_and_the_thread_back_to_the_bot(start_bot: StartBo
     press_on_card(bot, claimed_card, ESCALATION_RESOLVE, user="U0DISPATCHER")
     modal = bot.slack.wait_for("views.open")[0].args["view"]
     View(**modal).validate_json()
-    [field] = [b for b in modal["blocks"] if b["type"] == "input"]
+    [field] = [b for b in modal["blocks"] if b.get("block_id") == RESOLUTION_BLOCK]
     assert field["element"]["initial_value"] == reply
     submitted = {
         field["block_id"]: {
@@ -325,7 +325,7 @@ def test_a_resolution_written_in_the_modal_is_posted_in_the_thread(start_bot: St
 
     press_on_card(bot, card, ESCALATION_RESOLVE, user="U0DISPATCHER")  # resolved unclaimed
     modal = bot.slack.wait_for("views.open")[0].args["view"]
-    [field] = [b for b in modal["blocks"] if b["type"] == "input"]
+    [field] = [b for b in modal["blocks"] if b.get("block_id") == RESOLUTION_BLOCK]
     assert not field["element"].get("initial_value")  # nothing said in the thread yet
     answer = "Reseal it with a **numbered seal** and note both numbers on the BOL."
     submitted = {

@@ -46,7 +46,7 @@ from sqlalchemy import select
 from vllm_support import RunningServer, free_port
 
 from bot.blocks import ASK_PERSON, FEEDBACK_DOWN
-from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE
+from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE, RESOLUTION_BLOCK
 from serving.model_gate import GateResult
 from serving.promotion import ACTIVE_REFRESH_S
 from serving.vllm_admin import list_served_models, unload_adapter
@@ -249,7 +249,7 @@ def test_a_persons_correction_becomes_the_adapters_answer_in_slack_and_rolls_bac
     bot.send.event(event_callback(message(CORRECTED, user=DISPATCHER, **thread)))
     bot.click_card(claimed, ESCALATION_RESOLVE)
     modal = bot.slack.wait_for("views.open", count=2)[1].args["view"]
-    [field] = [b for b in modal["blocks"] if b["type"] == "input"]
+    [field] = [b for b in modal["blocks"] if b.get("block_id") == RESOLUTION_BLOCK]
     resolution = {
         field["block_id"]: {
             field["element"]["action_id"]: {"type": "plain_text_input", "value": CORRECTED}
