@@ -24,6 +24,7 @@ from bot.escalation_blocks import (
     resolution_post,
 )
 from bot.services import Services
+from bot.verified import entry_of
 from retrieval.documents import DEFAULT_AUDIENCE
 from retrieval.verified import VerifiedEntry, index_verified
 from store import repository, verified_answers
@@ -371,16 +372,7 @@ def _save_verified(
         escalation_id=escalation.id,
         expires_on=draft.expires_on,
     )
-    return VerifiedEntry(
-        verified_id=row.id,
-        question=row.question,
-        answer=row.answer,
-        author=row.author,
-        created_at=row.created_at,
-        audience=row.audience,
-        policy_refs=tuple(row.policy_refs),
-        expires_on=row.expires_on,
-    )
+    return entry_of(row)
 
 
 def _draft_for(answer: Answer | None, allowed: frozenset[str]) -> str | None:

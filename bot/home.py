@@ -13,8 +13,14 @@ from typing import Any
 
 from bot.home_blocks import (
     ESCALATIONS_SHOWN,
+    GAPS_SHOWN,
+    REUSED_SHOWN,
+    STALE_SHOWN,
     AdminHome,
     DocumentSummary,
+    GapLine,
+    VerifiedLine,
+    VerifiedOverview,
     admin_home_view,
     member_home_view,
     summarize_documents,
@@ -22,8 +28,11 @@ from bot.home_blocks import (
 from bot.services import Services
 from retrieval.search import PolicySearch
 from retrieval.versions import read_versions
+from store import verified_answers
 from store.database import Database
+from store.gaps import recent_gaps
 from store.insights import StoreInsights, store_insights
+from store.models import VerifiedAnswer, VerifiedAnswerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +58,35 @@ def home_view(
             store=_read_store(services.database, now, reference),
             documents=_read_documents(services.search, now, reference),
             reference=reference,
+            verified=_read_verified(services, now, reference),
         )
     )
+
+
+def _read_verified(
+    services: Services, now: datetime, reference: str | None
+) -> VerifiedOverview | None:
+    embedder = services.search.embedder
+    try:
+        with services.database.transaction() as session:
+            stale = verified_answers.listed(session, VerifiedAnswerStatus.STALE)
+            reused = verified_answers.most_reused(session, REUSED_SHOWN)
+            gaps = recent_gaps(
+                session, now, lambda texts: embedder.encode_documents(list(texts), batch_size=32)
+            )
+            return VerifiedOverview(
+                stale=[_line(row) for row in stale[:STALE_SHOWN]],
+                stale_total=len(stale),
+                most_reused=[_line(row) for row in reused],
+                gaps=[GapLine(gap.question, gap.count) for gap in gaps[:GAPS_SHOWN]],
+            )
+    except Exception:
+        logger.exception("App Home: could not read the verified answers request=%s", reference)
+        return None
+
+
+def _line(row: VerifiedAnswer) -> VerifiedLine:
+    return VerifiedLine(row.id, row.question, row.author, row.reuse_count, row.status_reason)
 
 
 def _read_store(database: Database, now: datetime, reference: str | None) -> StoreInsights | None:

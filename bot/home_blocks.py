@@ -36,6 +36,11 @@ from store.insights import (
     WaitingEscalation,
 )
 
+VERIFIED_APPROVE = "verified_approve"
+VERIFIED_RETIRE = "verified_retire"
+STALE_SHOWN = 5
+REUSED_SHOWN = 5
+GAPS_SHOWN = 5
 ESCALATIONS_SHOWN = 15
 DOCUMENTS_SHOWN = 20
 REASONS_SHOWN = 3
@@ -63,6 +68,33 @@ class DocumentSummary:
 
 
 @dataclass(frozen=True)
+class VerifiedLine:
+    """One verified answer as the Home tab lists it."""
+
+    verified_id: int
+    question: str
+    author: str
+    reuse_count: int
+    reason: str | None = None  # why it is stale
+
+
+@dataclass(frozen=True)
+class GapLine:
+    """Questions people asked that no policy or verified answer covers, paraphrases as one."""
+
+    question: str
+    count: int
+
+
+@dataclass(frozen=True)
+class VerifiedOverview:
+    stale: Sequence[VerifiedLine]
+    stale_total: int
+    most_reused: Sequence[VerifiedLine]
+    gaps: Sequence[GapLine]
+
+
+@dataclass(frozen=True)
 class AdminHome:
     """What the admin view shows; a part that could not be read is None."""
 
@@ -70,6 +102,7 @@ class AdminHome:
     store: StoreInsights | None  # None: the database did not answer
     documents: Sequence[DocumentSummary] | None  # None: the policy store did not answer
     reference: str | None = None  # the request id the log lines of a failure carry
+    verified: VerifiedOverview | None = None  # None: the database did not answer
 
 
 def summarize_documents(
@@ -123,6 +156,9 @@ def admin_home_view(home: AdminHome) -> dict[str, Any]:
         blocks += escalation_blocks(home.store.escalations, home.now)
         blocks.append(_divider())
         blocks += feedback_blocks(home.store.feedback)
+    if home.verified is not None:
+        blocks.append(_divider())
+        blocks += verified_blocks(home.verified)
     blocks.append(_divider())
     if home.documents is None:
         blocks.append(
@@ -223,6 +259,69 @@ def feedback_blocks(feedback: RecentFeedback) -> list[dict[str, Any]]:
         summary += f"\n*Why :thumbsdown:* {reasons}"
     table = "```\n" + "\n".join(rows) + "\n```"
     return [section_block(f"{heading}\n{table}"), section_block(summary)]
+
+
+def verified_blocks(overview: VerifiedOverview) -> list[dict[str, Any]]:
+    """Verified answers to review (stale: a policy they cite changed), the most reused, and
+    the questions the policy library does not answer yet."""
+    blocks: list[dict[str, Any]] = []
+    if overview.stale_total == 0:
+        blocks.append(
+            section_block("*Verified answers to review*\n:white_check_mark: None is out of date.")
+        )
+    else:
+        blocks.append(section_block(f"*Verified answers to review* ({overview.stale_total})"))
+        for line in overview.stale[:STALE_SHOWN]:
+            reason = escape(shorten(line.reason or "out of date", 200))
+            blocks.append(
+                section_block(
+                    f"*#{line.verified_id}* {escape(shorten(line.question, 200))}\n"
+                    f"_{reason}_ · by {_user(line.author)}"
+                )
+            )
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"verified:{line.verified_id}",
+                    "elements": [
+                        _button(
+                            "Still right: approve", VERIFIED_APPROVE, line.verified_id, "primary"
+                        ),
+                        _button("Retire", VERIFIED_RETIRE, line.verified_id, "danger"),
+                    ],
+                }
+            )
+        if overview.stale_total > STALE_SHOWN:
+            blocks.append(
+                context_block(
+                    f"+{overview.stale_total - STALE_SHOWN} more: "
+                    "`dispatchbot verified list --status stale`"
+                )
+            )
+    if overview.most_reused:
+        lines = [
+            f"• {escape(shorten(line.question, 150))} · {line.reuse_count}× · {_user(line.author)}"
+            for line in overview.most_reused[:REUSED_SHOWN]
+        ]
+        blocks += _line_sections("*Most reused verified answers*", lines)
+    if overview.gaps:
+        lines = [
+            f"• {escape(shorten(gap.question, 150))} · asked {gap.count}×"
+            for gap in overview.gaps[:GAPS_SHOWN]
+        ]
+        blocks += _line_sections("*Not covered yet, last 7 days*", lines)
+        blocks.append(context_block("`dispatchbot gaps` lists every week's."))
+    return blocks
+
+
+def _button(label: str, action_id: str, verified_id: int, style: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": plain_text(label),
+        "action_id": action_id,
+        "value": str(verified_id),
+        "style": style,
+    }
 
 
 def document_blocks(documents: Sequence[DocumentSummary]) -> list[dict[str, Any]]:

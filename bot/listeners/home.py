@@ -10,7 +10,9 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import verified
 from bot.home import home_view
+from bot.home_blocks import VERIFIED_APPROVE, VERIFIED_RETIRE
 from bot.middleware import REQUEST_ID, new_request_id
 from bot.services import Services
 
@@ -31,5 +33,24 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
                 "could not publish the App Home user=%s request=%s", user_id, reference
             )
 
+    def review_verified(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Approve or retire a verified answer from the admins' Home tab, then show the tab
+        as it now is."""
+        user_id = str(body["user"]["id"])
+        if user_id not in services.settings.slack_admin_users:
+            logger.warning("verified answer review refused: user=%s is no admin", user_id)
+            return
+        verified_id = int(action["value"])
+        search = services.search
+        if action["action_id"] == VERIFIED_APPROVE:
+            verified.approve(services.database, search.store, search.embedder, verified_id, user_id)
+        else:
+            reason = f"retired from the Home tab by {user_id}"
+            verified.retire(services.database, search.store, verified_id, user_id, reason)
+        view = home_view(services, user_id, bot_user_id=None, reference=new_request_id())
+        client.views_publish(user_id=user_id, view=view)
+
     # No dedupe of Slack's retries: publishing the same view twice does no harm.
     app.event("app_home_opened")(ack=ack, lazy=[publish_home])
+    app.action(VERIFIED_APPROVE)(ack=ack, lazy=[review_verified])
+    app.action(VERIFIED_RETIRE)(ack=ack, lazy=[review_verified])

@@ -5,6 +5,7 @@ channel without that audience."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from conftest import RunningBot, StartBot
 from policy_store_support import ingested_search
 from slack_mock import (
     SlackCall,
+    app_home_opened,
     assert_valid_blocks,
     block_action,
     block_text,
@@ -23,19 +25,23 @@ from slack_mock import (
     mention,
     view_submission,
 )
+from slack_sdk.models.views import View
 from sqlalchemy import select
 from vllm_support import CannedChatServer
 
 from bot.blocks import ASK_PERSON
 from bot.escalation_blocks import ESCALATION_RESOLVE
+from bot.home_blocks import VERIFIED_APPROVE
+from bot.policy_admin import ingest_policies, keep_verified_current
 from retrieval.search import PolicySearch
-from store.models import Answer, VerifiedAnswer
+from store.models import Answer, VerifiedAnswer, VerifiedAnswerStatus
 
 POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 QUESTION = "who approves a 30,000 lb load?"
 ONCALL = "C0ONCALL"
 HR_CHANNEL = "C0HRDESK"
 RESOLVER = "U0SHIFTLEAD"
+ADMIN = "U0OPSADMIN"
 PERSON_ANSWER = "The shift lead on duty signs it off in the TMS; the desk is on ext. 4411."
 
 
@@ -213,3 +219,45 @@ def test_an_answer_resolved_for_hr_never_reaches_a_channel_without_hr(
     assert f"<@{RESOLVER}>" not in block_text(dispatch_final)
     assert PERSON_ANSWER in block_text(hr_final)
     assert all(PERSON_ANSWER not in str(request) for request in model.requests)
+
+
+def test_a_stale_verified_answer_is_reviewed_from_the_admins_home_tab(
+    start_bot: StartBot, search: PolicySearch, model: CannedChatServer, tmp_path: Path
+) -> None:
+    bot = start_bot(
+        endpoints=[model.url],
+        search=search,
+        escalation_channel=ONCALL,
+        slack_admin_users=[ADMIN],
+    )
+    escalate_and_resolve(bot, "C0DISPATCH")
+    [verified] = saved(bot)
+    changed = tmp_path / "load-approval-v4.md"
+    text = (POLICIES / "load-approval.md").read_text(encoding="utf-8")
+    changed.write_text(text.replace("version: 3", "version: 4", 1), encoding="utf-8")
+    ingest_policies([changed], search.store, search.embedder, bot.settings)
+    assert keep_verified_current(bot.database, search.store) == [verified.id]
+
+    bot.send.event(event_callback(app_home_opened(user=ADMIN, tab="home")))
+    home = bot.slack.wait_for("views.publish", lambda c: c.args["user_id"] == ADMIN)[-1]
+    shown = json.dumps(home.args["view"])
+    bot.send.interaction(
+        block_action(
+            VERIFIED_APPROVE,
+            str(verified.id),
+            channel=ADMIN,
+            message_ts="0",
+            thread_ts="0",
+            user=ADMIN,
+        )
+    )
+    bot.slack.wait_for("views.publish", lambda c: c.args["user_id"] == ADMIN, count=2)
+
+    View(**home.args["view"]).validate_json()
+    assert "Verified answers to review" in shown
+    assert "v3 is no longer current (now v4)" in shown
+    assert f"#{verified.id}" in shown
+    [approved] = saved(bot)
+    assert approved.status is VerifiedAnswerStatus.ACTIVE
+    assert approved.reviewed_by == ADMIN
+    assert [m.entry.verified_id for m in search.verified_matches(QUESTION)] == [verified.id]
