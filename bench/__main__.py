@@ -18,6 +18,7 @@ from bench.report import RESULTS_DIR, print_result, write_result
 PARTS = {
     "embeddings": "bench.embeddings",
     "retrieval": "bench.retrieval_scale",
+    "verified-matching": "bench.verified_matching",
     "store": "bench.store_writes",
     "serving": "bench.serving_concurrency",
     "adapters": "bench.adapter_serving",

@@ -275,9 +275,10 @@ def _verified_blocks(choice: VerifiedChoice) -> list[dict[str, Any]]:
         },
         _optional_text(
             VERIFIED_QUESTION_BLOCK,
-            "Question to match",
-            "How people ask it; matched with paraphrases, never with other figures",
+            "Questions to match",
+            "One way of asking it per line: each is matched, never with other figures",
             initial=_prefix(choice.question, RESOLUTION_MAX_LENGTH),
+            multiline=True,
         ),
         _optional_text(
             VERIFIED_ANSWER_BLOCK,

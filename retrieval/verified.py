@@ -1,9 +1,9 @@
 """People's verified answers in the policy store, as their own kind of source.
 
-Each active verified answer is one point beside the policy chunks: its dense vector is the
-embedding of the question as it should be matched, its keyword vector that question's
-terms, and its payload what an answer from it shows (the answer, who wrote it and when,
-the policy versions it rests on). Policy searches leave these points out (`Where.verified`);
+Each active verified answer is a point beside the policy chunks for each way of asking it
+(the lines of its question): the dense vector is the embedding of that phrasing, the
+keyword vector its terms, and the payload what an answer from it shows (the answer, who
+wrote it and when, the policy versions it rests on). Policy searches leave these points out (`Where.verified`);
 `find_verified` searches only them, within the reader's audiences.
 """
 
@@ -22,6 +22,7 @@ from retrieval.store import VERIFIED_KIND, PolicyStore, StorePoint, Where
 _POINT_NAMESPACE = uuid.UUID("2b7e4f0c-9a55-4c1e-8d0b-6f3e2a1c9d47")
 # Verified answers have no start date: they answer from the day they are saved.
 _ALWAYS = date(1970, 1, 1)
+_PHRASINGS_PER_ANSWER = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class VerifiedEntry:
     audience: str
     policy_refs: tuple[dict[str, Any], ...]
     expires_on: date | None = None
+
+    @property
+    def phrasings(self) -> tuple[str, ...]:
+        """The ways of asking it that are matched: one per line of the question."""
+        lines = (line.strip() for line in self.question.splitlines())
+        return tuple(dict.fromkeys(line for line in lines if line)) or (self.question,)
 
     def payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -69,20 +76,24 @@ class VerifiedEntry:
 @dataclass(frozen=True)
 class VerifiedMatch:
     entry: VerifiedEntry
-    similarity: float  # cosine of the two questions' embeddings
+    phrasing: str  # the way of asking it that came closest
+    similarity: float  # cosine of the question's and that phrasing's embeddings
 
 
 def index_verified(store: PolicyStore, embedder: Embedder, entry: VerifiedEntry) -> None:
-    """Add (or replace) the searchable copy of one verified answer."""
-    (vector,) = embedder.encode_documents([entry.question], batch_size=1)
+    """Add (or replace) the searchable copy of one verified answer, a point a phrasing."""
+    unindex_verified(store, entry.verified_id)  # phrasings since removed go too
+    phrasings = entry.phrasings
+    vectors = embedder.encode_documents(list(phrasings), batch_size=len(phrasings))
     store.upsert(
         [
             StorePoint(
-                _point_id(entry.verified_id),
+                _point_id(entry.verified_id, number),
                 vector,
-                document_vector(entry.question),
-                entry.payload(),
+                document_vector(phrasing),
+                {**entry.payload(), "phrasing": phrasing},
             )
+            for number, (phrasing, vector) in enumerate(zip(phrasings, vectors, strict=True))
         ]
     )
 
@@ -104,11 +115,15 @@ def find_verified(
     if audiences is not None and not audiences:
         return []
     where = Where.visible(day, audiences, verified=True)
-    return [
-        VerifiedMatch(VerifiedEntry.from_payload(hit.payload), hit.score)
-        for hit in store.nearest(question_vector, where, limit)
-    ]
+    best: dict[int, VerifiedMatch] = {}
+    # Several phrasings of one answer may come first: ask for enough to fill `limit`.
+    for hit in store.nearest(question_vector, where, limit * _PHRASINGS_PER_ANSWER):
+        entry = VerifiedEntry.from_payload(hit.payload)
+        if entry.verified_id not in best:
+            phrasing = str(hit.payload.get("phrasing", entry.question))
+            best[entry.verified_id] = VerifiedMatch(entry, phrasing, hit.score)
+    return list(best.values())[:limit]
 
 
-def _point_id(verified_id: int) -> str:
-    return str(uuid.uuid5(_POINT_NAMESPACE, str(verified_id)))
+def _point_id(verified_id: int, phrasing: int) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{verified_id}:{phrasing}"))
