@@ -15,12 +15,14 @@ from bot.commands import (
     documents,
     escalations,
     evaluate,
+    gaps,
     learn,
     model,
     promote,
     retention,
     run,
     train,
+    verified,
 )
 from bot.commands import retrieval as retrieval_commands
 from bot.commands.common import fail
@@ -43,6 +45,8 @@ app.command("run")(run.run)
 app.add_typer(documents.app, name="documents")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(escalations.app, name="escalations")
+app.add_typer(verified.app, name="verified")
+app.command("gaps")(gaps.gaps)
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(retention.app, name="retention")
 app.command("train")(train.train)

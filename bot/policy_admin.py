@@ -19,7 +19,6 @@ import socketserver
 import struct
 import threading
 from collections.abc import Sequence
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +161,7 @@ class PolicyAdminServer:
                 log.info("policy change: %d versions deleted", len(deleted))
                 return {"deleted": deleted}
             if operation == "verified_index":
-                entry = verified_entry_from_json(request["entry"])
+                entry = VerifiedEntry.from_payload(request["entry"])
                 index_verified(self._store, self._embedder, entry)
                 log.info("verified answer %d added to search", entry.verified_id)
                 return {"indexed": entry.verified_id}
@@ -245,36 +244,9 @@ def send_delete(path: Path, doc_id: str, version: int | None) -> list[int]:
 
 def send_verified_index(path: Path, entry: VerifiedEntry) -> None:
     """Have the running bot add (or replace) a verified answer's searchable copy."""
-    send(path, {"op": "verified_index", "entry": verified_entry_to_json(entry)})
+    send(path, {"op": "verified_index", "entry": entry.payload()})
 
 
 def send_verified_unindex(path: Path, verified_id: int) -> None:
     """Have the running bot take a verified answer out of search."""
     send(path, {"op": "verified_unindex", "verified_id": verified_id})
-
-
-def verified_entry_to_json(entry: VerifiedEntry) -> dict[str, Any]:
-    return {
-        "verified_id": entry.verified_id,
-        "question": entry.question,
-        "answer": entry.answer,
-        "author": entry.author,
-        "created_at": entry.created_at.isoformat(),
-        "audience": entry.audience,
-        "policy_refs": list(entry.policy_refs),
-        "expires_on": entry.expires_on.isoformat() if entry.expires_on else None,
-    }
-
-
-def verified_entry_from_json(fields: dict[str, Any]) -> VerifiedEntry:
-    expires_on = fields.get("expires_on")
-    return VerifiedEntry(
-        verified_id=int(fields["verified_id"]),
-        question=str(fields["question"]),
-        answer=str(fields["answer"]),
-        author=str(fields["author"]),
-        created_at=datetime.fromisoformat(fields["created_at"]),
-        audience=str(fields["audience"]),
-        policy_refs=tuple(fields.get("policy_refs") or ()),
-        expires_on=date.fromisoformat(expires_on) if expires_on else None,
-    )

@@ -3,8 +3,8 @@
 Each active verified answer is a point beside the policy chunks for each way of asking it
 (the lines of its question): the dense vector is the embedding of that phrasing, the
 keyword vector its terms, and the payload what an answer from it shows (the answer, who
-wrote it and when, the policy versions it rests on). Policy searches leave these points out (`Where.verified`);
-`find_verified` searches only them, within the reader's audiences.
+wrote it and when, the policy versions it rests on). Policy searches leave these points
+out (`Where.verified`); `find_verified` searches only them, within the reader's audiences.
 """
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ class VerifiedEntry:
             "effective_from_day": day_number(_ALWAYS),
         }
         if self.expires_on is not None:
+            payload["expires_on"] = self.expires_on.isoformat()
             payload["effective_to_day"] = day_number(self.expires_on)
         return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> VerifiedEntry:
+        expires_on = payload.get("expires_on")
         return cls(
             verified_id=int(payload["verified_id"]),
             question=str(payload["question"]),
@@ -70,6 +72,9 @@ class VerifiedEntry:
             created_at=datetime.fromisoformat(payload["created_at"]),
             audience=str(payload["audience"]),
             policy_refs=tuple(payload.get("policy_refs") or ()),
+            expires_on=date.fromisoformat(payload["expires_on"])
+            if payload.get("expires_on")
+            else None,
         )
 
 

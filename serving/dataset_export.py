@@ -1,9 +1,18 @@
 """Training data for the next adapter, from the store: SFT, KTO and DPO rows as JSON Lines.
 
 - SFT: answers with net 👍 feedback, and people's resolutions of escalated questions, each
-  after the exact prompt the model saw (TRL's conversational `messages` format).
+  after the exact prompt the model saw (TRL's conversational `messages` format). Where a
+  person saved the resolution as a verified answer, that answer (question and answer as they
+  reviewed it) stands in for the resolution: one row, never both.
 - KTO: answers with net 👍 (label true) or net 👎 (label false).
-- DPO: a 👎 answer (rejected) against the resolution of the same question (chosen).
+- DPO: a 👎 answer (rejected) against the resolution of the same question, or the verified
+  answer saved from it (chosen).
+
+Verified answers that are active or stale become rows; retired ones do not, and neither does
+the resolution they were saved from. A stale answer was right for the policy version in its
+prompt (the prompt pins the sources the person answered from), which is what a row teaches:
+answer from the sources given. A retired one was withdrawn by a person, or its time ran out,
+so its words should not be learned in any form.
 
 Only what a model wrote, outside escalated threads, is learned from: the canned replies,
 people's chatter and the bot's turns after a thread was escalated stay out (DESIGN.md,
@@ -30,7 +39,7 @@ from sqlalchemy import func, select
 from retrieval.search import PolicySearch
 from serving.assistant import NO_GENERATION, NOTHING_WRITTEN, POLICY_WORDS_LEAD
 from serving.guard import PROMPT_WITHHELD
-from serving.prompts import PromptSource, build_prompt
+from serving.prompts import PromptSource, build_prompt, quoted
 from serving.redaction import redact
 from serving.training_rows import (
     DATA_FILES,
@@ -56,6 +65,8 @@ from store.models import (
     Feedback,
     Message,
     MessageRole,
+    VerifiedAnswer,
+    VerifiedAnswerStatus,
 )
 from store.types import utcnow
 
@@ -65,6 +76,8 @@ SEED_CONVERSATION_PREFIX = "seed-"
 # and the adapter still learns to answer from the right one of several sources.
 SEED_PROMPT_SOURCES = 2
 _STORED_PROMPT = TypeAdapter(tuple[ChatMessage, ...])
+# How serving/prompts.py ends the last user message: the sources, then the question.
+_QUESTION_LEAD = "\n\nQuestion: "
 
 
 class Skip(StrEnum):
@@ -82,6 +95,10 @@ class Skip(StrEnum):
     EMPTY_RESOLUTION = "empty resolution"
     RESOLUTION_WITHOUT_PROMPT = "resolution without prompt"  # no generated answer to the question
     SEED_NOT_RETRIEVED = "seed source not retrieved"
+    # The verified answer saved from the escalation is the row instead.
+    RESOLUTION_VERIFIED = "resolution replaced by verified answer"
+    RETIRED_VERIFIED = "retired verified answer"
+    VERIFIED_WITHOUT_PROMPT = "verified answer without prompt"  # nothing generated to pair it
 
 
 class ExportDirectoryError(ValueError):
@@ -284,6 +301,7 @@ class _StoredAnswer:
 
 @dataclass(frozen=True)
 class _StoredEscalation:
+    id: int
     conversation_id: int
     status: EscalationStatus
     resolution: str | None
@@ -292,11 +310,24 @@ class _StoredEscalation:
     question_message_id: int | None
 
 
+@dataclass(frozen=True)
+class _StoredVerified:
+    id: int
+    question: str
+    answer: str
+    escalation_id: int | None
+    status: VerifiedAnswerStatus
+
+    @property
+    def learned(self) -> bool:
+        return self.status is not VerifiedAnswerStatus.RETIRED
+
+
 def _rows_from_store(
     database: Database,
 ) -> tuple[dict[RowKind, list[TrainingRow]], Counter[str]]:
     """The rows the store yields (not yet redacted or deduplicated), and what was skipped."""
-    answers, escalations, human_messages = _read_store(database)
+    answers, escalations, verified, human_messages = _read_store(database)
     rows: dict[RowKind, list[TrainingRow]] = {kind: [] for kind in RowKind}
     skipped: Counter[str] = Counter()
     if human_messages:
@@ -310,6 +341,14 @@ def _rows_from_store(
     escalations_in: dict[int, list[_StoredEscalation]] = defaultdict(list)
     for escalation in escalations:
         escalations_in[escalation.conversation_id].append(escalation)
+    verified_from: dict[int, list[_StoredVerified]] = defaultdict(list)
+    for saved in verified:
+        if saved.escalation_id is not None:
+            verified_from[saved.escalation_id].append(saved)
+        elif saved.learned:  # its escalation was purged: no prompt to pair it with
+            skipped[Skip.VERIFIED_WITHOUT_PROMPT] += 1
+        else:
+            skipped[Skip.RETIRED_VERIFIED] += 1
 
     for answer in answers:
         reason = _skip_reason(answer, escalations_in[answer.conversation_id])
@@ -322,13 +361,20 @@ def _rows_from_store(
             KtoRow.of(answer.prompt, answer.text, answer.net_feedback > 0, answer.conversation)
         )
         if answer.net_feedback < 0:
-            resolution = _resolution_for(answer, escalations_in[answer.conversation_id])
+            resolution = _resolution_for(
+                answer, escalations_in[answer.conversation_id], verified_from
+            )
             if resolution is not None:
                 rows[RowKind.DPO].append(
                     DpoRow.of(answer.prompt, resolution, answer.text, answer.conversation)
                 )
 
     for escalation in escalations:
+        if verified_from[escalation.id]:
+            _verified_rows(
+                escalation, verified_from[escalation.id], by_id, by_question, rows, skipped
+            )
+            continue
         if escalation.status is not EscalationStatus.RESOLVED:
             skipped[Skip.UNRESOLVED_ESCALATION] += 1
             continue
@@ -344,9 +390,44 @@ def _rows_from_store(
     return rows, skipped
 
 
+def _verified_rows(
+    escalation: _StoredEscalation,
+    saved: Sequence[_StoredVerified],
+    by_id: dict[int, _StoredAnswer],
+    by_question: dict[int, _StoredAnswer],
+    rows: dict[RowKind, list[TrainingRow]],
+    skipped: Counter[str],
+) -> None:
+    """The SFT rows of the verified answers saved from one escalation, in place of its
+    resolution: each after the prompt the model had for the escalated question, asked in
+    the verified answer's words."""
+    if escalation.status is EscalationStatus.RESOLVED and (escalation.resolution or "").strip():
+        skipped[Skip.RESOLUTION_VERIFIED] += 1
+    asked = _answer_to_escalated_question(escalation, by_id, by_question)
+    for verified in saved:
+        if not verified.learned:
+            skipped[Skip.RETIRED_VERIFIED] += 1
+        elif asked is None:
+            skipped[Skip.VERIFIED_WITHOUT_PROMPT] += 1
+        else:
+            prompt = _asking(asked.prompt, verified.question)
+            rows[RowKind.SFT].append(SftRow.of(prompt, verified.answer, asked.conversation))
+
+
+def _asking(prompt: Sequence[ChatMessage], question: str) -> tuple[ChatMessage, ...]:
+    """The prompt with its question as `question` words it: the person saving a verified
+    answer may have edited the question. The sources stay the ones the model saw."""
+    last = prompt[-1]
+    head, lead, _ = last.content.rpartition(_QUESTION_LEAD)
+    if last.role != "user" or not lead or not question.strip():
+        return tuple(prompt)
+    reworded = f"{head}{lead}{quoted(question.strip())}"
+    return (*prompt[:-1], last.model_copy(update={"content": reworded}))
+
+
 def _read_store(
     database: Database,
-) -> tuple[list[_StoredAnswer], list[_StoredEscalation], int]:
+) -> tuple[list[_StoredAnswer], list[_StoredEscalation], list[_StoredVerified], int]:
     with database.transaction() as session:
         conversations = {
             row.id: conversation_key(row.team_id, row.channel_id, row.thread_ts)
@@ -412,6 +493,7 @@ def _read_store(
         ]
         escalations = [
             _StoredEscalation(
+                id=row.id,
                 conversation_id=row.conversation_id,
                 status=row.status,
                 resolution=row.resolution,
@@ -421,7 +503,25 @@ def _read_store(
             )
             for row in session.scalars(select(Escalation).order_by(Escalation.id))
         ]
-    return answers, escalations, human_messages
+        verified = [
+            _StoredVerified(
+                id=row.id,
+                question=row.question,
+                answer=row.answer,
+                escalation_id=row.escalation_id,
+                status=row.status,
+            )
+            for row in session.execute(
+                select(
+                    VerifiedAnswer.id,
+                    VerifiedAnswer.question,
+                    VerifiedAnswer.answer,
+                    VerifiedAnswer.escalation_id,
+                    VerifiedAnswer.status,
+                ).order_by(VerifiedAnswer.id)
+            )
+        ]
+    return answers, escalations, verified, human_messages
 
 
 def _as_shown(text: str, quote: dict[str, Any] | None) -> str:
@@ -472,15 +572,27 @@ def _answer_to_escalated_question(
     return by_question.get(escalation.question_message_id)
 
 
-def _resolution_for(answer: _StoredAnswer, escalations: Sequence[_StoredEscalation]) -> str | None:
-    """What people answered to the same question, when they resolved an escalation of it."""
+def _resolution_for(
+    answer: _StoredAnswer,
+    escalations: Sequence[_StoredEscalation],
+    verified_from: dict[int, list[_StoredVerified]],
+) -> str | None:
+    """What people answered to the same question, when they resolved an escalation of it:
+    the verified answer saved from it if there is one (the latest), else the resolution.
+    None when the only verified answers saved from it were retired."""
     for escalation in escalations:
         same_question = escalation.answer_id == answer.id or (
             escalation.question_message_id is not None
             and escalation.question_message_id == answer.question_message_id
         )
+        if not same_question:
+            continue
+        saved = verified_from.get(escalation.id, [])
+        if saved:
+            learned = [verified for verified in saved if verified.learned]
+            return learned[-1].answer if learned else None
         resolution = (escalation.resolution or "").strip()
-        if same_question and escalation.status is EscalationStatus.RESOLVED and resolution:
+        if escalation.status is EscalationStatus.RESOLVED and resolution:
             return resolution
     return None
 

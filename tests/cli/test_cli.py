@@ -86,6 +86,7 @@ def test_db_upgrade_creates_the_store_on_a_fresh_machine(
         "slack_events",
         "activity_daily",
         "job_locks",
+        "verified_answers",
     }
     assert all(count == 0 for count in report["rows"].values())
 
