@@ -72,9 +72,7 @@ class VerifiedEntry:
             created_at=datetime.fromisoformat(payload["created_at"]),
             audience=str(payload["audience"]),
             policy_refs=tuple(payload.get("policy_refs") or ()),
-            expires_on=date.fromisoformat(payload["expires_on"])
-            if payload.get("expires_on")
-            else None,
+            expires_on=date.fromisoformat(expires_on) if expires_on else None,
         )
 
 
