@@ -85,11 +85,14 @@ def keep_verified_current(
     stale and leaves search until someone re-approves or retires it. Search is changed
     inside the transaction, so an answer is never stale on record yet still served.
     """
-    current = {
-        doc_key(doc_id): (versions[-1].version, versions[-1].title)
-        for doc_id, versions in read_versions(store).items()
-    }
     with database.transaction() as session:
+        cited = verified_answers.cited_documents(session)
+        # Only the documents verified answers cite: a large library is not read whole.
+        current = {
+            doc_key(doc_id): (versions[-1].version, versions[-1].title)
+            for cited_id in cited
+            for doc_id, versions in read_versions(store, cited_id).items()
+        }
         staled = verified_answers.mark_stale(session, current, map(doc_key, retired_docs))
         for verified in staled:
             unindex_verified(store, verified.id)

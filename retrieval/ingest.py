@@ -26,7 +26,7 @@ from retrieval.loaders import load_document
 from retrieval.payload import ChunkPayload, point_id
 from retrieval.sparse import defined_acronyms, document_vector
 from retrieval.store import ClusterLayout, PolicyStore, StorePoint, Where, doc_key
-from retrieval.versions import StoredVersion, local_today, read_versions, refresh_effective_windows
+from retrieval.versions import StoredVersion, local_today, refresh_effective_windows, versions_of
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def ingest_files(
         chunking, max_tokens=min(chunking.max_tokens, embedder.max_tokens)
     )
     signature = index_signature(embedder.name, chunking)
-    # Keyed without regard to case: "HL-OPS-201" and "hl-ops-201" are one document.
-    registry = {doc_key(doc_id): versions for doc_id, versions in read_versions(store).items()}
+    # Keyed without regard to case: "HL-OPS-201" and "hl-ops-201" are one document. Read
+    # per document as files come: a library of thousands is not read whole for one file.
+    registry: dict[str, list[StoredVersion]] = {}
     outcomes: dict[Path, FileOutcome] = {}
     plans: list[_Plan] = []
     for path in files:
@@ -115,7 +116,10 @@ def ingest_files(
             log.debug("skipped %s: %s", path, error.reason)
             outcomes[path] = FileOutcome(str(path), FileStatus.SKIPPED, reason=error.reason)
             continue
-        stored = registry.setdefault(doc_key(document.doc_id), [])
+        key = doc_key(document.doc_id)
+        if key not in registry:
+            registry[key] = versions_of(store, document.doc_id)
+        stored = registry[key]
         decision = _decide(path, document, stored, today, signature)
         if isinstance(decision, _Plan):
             # Later files in this batch with the same doc_id must see this version.

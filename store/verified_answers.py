@@ -101,6 +101,15 @@ def retire(session: Session, verified_id: int, reviewer: str, reason: str) -> Ve
     return verified
 
 
+def cited_documents(session: Session) -> set[str]:
+    """The doc_ids the active verified answers rest on."""
+    return {
+        PolicyRef.from_json(ref).doc_id
+        for verified in listed(session, VerifiedAnswerStatus.ACTIVE)
+        for ref in verified.policy_refs
+    }
+
+
 def mark_stale(
     session: Session, current: dict[str, tuple[int, str]], retired_docs: Iterable[str] = ()
 ) -> list[VerifiedAnswer]:
