@@ -19,6 +19,7 @@ PARTS = {
     "embeddings": "bench.embeddings",
     "retrieval": "bench.retrieval_scale",
     "verified-matching": "bench.verified_matching",
+    "reused-answers": "bench.reused_answers",
     "store": "bench.store_writes",
     "serving": "bench.serving_concurrency",
     "adapters": "bench.adapter_serving",

@@ -148,12 +148,14 @@ def running_bot(
     policies: Sequence[Path] = (POLICIES,),
     keep_log: Path | None = None,
     startup_timeout_s: float = 180,
+    prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[RunningBot]:
     """Start the mock Slack and the bot (store migrated, policies ingested); stop both after.
 
     `max_tokens` sets LLM_MAX_TOKENS (None: the bot's default); `debug_loggers` log at
     DEBUG in the bot (WEB_API_LOGGER, BOLT_LOGGER). The bot's log is
     `RunningBot.stop().log`, and is copied to `keep_log` at the end when that is given.
+    `prepare` gets the data dir once the policies are in, before the bot holds the store.
     """
     slack = MockSlack().start()
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchbot-bench-slack-"))
@@ -161,6 +163,8 @@ def running_bot(
         env = _bot_env(data_dir, slack.api_url, llm_url, max_tokens)
         _create_store(data_dir)
         _dispatchbot(["ingest", *(str(path.resolve()) for path in policies)], env, data_dir)
+        if prepare is not None:
+            prepare(data_dir)
         port = free_port()
         log_path = data_dir / "bot.log"
         args = ["run", "--mode", "http", "--host", "127.0.0.1", "--port", str(port)]
