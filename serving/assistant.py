@@ -242,7 +242,9 @@ class Assistant:
             return
         results = self._search.search(query, k=self._settings.k, audiences=audiences)
         retrieval_ms = _ms_since(started)
-        confidence = results[0].relevance if results else None
+        # The closest evidence, wherever fusion ranked it: chunks tied on their fused score
+        # come in either order, and the first may be the far one.
+        confidence = max((result.relevance for result in results), default=None)
 
         if confidence is None or confidence < self._settings.min_relevance:
             yield NOT_COVERED
