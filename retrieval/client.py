@@ -85,7 +85,13 @@ def move_local_mode_store(root: Path, store: EdgeStore) -> int:
     try:
         shape = old.shape()
         if shape.dense_size is None or shape.embedding_model is None:
-            return 0  # not a dispatchbot collection: leave it alone
+            log.warning(
+                "collection %r in the earlier local store at %s was not made by dispatchbot; "
+                "it is left as it is and the embedded store starts empty",
+                store.collection,
+                root,
+            )
+            return 0
         store.create(shape.dense_size, shape.embedding_model, ClusterLayout())
         points = list(old.export())
         store.upsert(points)
@@ -97,7 +103,7 @@ def move_local_mode_store(root: Path, store: EdgeStore) -> int:
     kept = root / f"local-mode-backup-{store.collection}"
     shutil.move(str(old_folder), kept)
     log.warning(
-        "moved %d chunks of collection %r from the earlier local store into Qdrant Edge at %s; "
+        "moved %d chunks of collection %r from the earlier local store into %s; "
         "the old files are in %s (delete them once satisfied)",
         moved,
         store.collection,

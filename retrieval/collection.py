@@ -46,6 +46,10 @@ def require_collection(
         )
     if dimension is not None and model is not None:
         check_collection(store, dimension, model)
+        return
+    shape = store.shape()  # no model to check against: still bring the format up to date
+    if DENSE_VECTOR in shape.dense_names and shape.store_format < STORE_FORMAT:
+        upgrade_format(store, shape.store_format)
 
 
 def check_collection(store: PolicyStore, dimension: int, model: str) -> None:

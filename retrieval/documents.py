@@ -102,7 +102,10 @@ class Document:
         not make a new version.
         """
         digest = hashlib.sha256()
-        digest.update(self.declared.model_dump_json(exclude={"url"}).encode())
+        declared = self.declared
+        if declared.doc_id is not None:  # "HL-OPS-201" and "hl-ops-201" are one document
+            declared = declared.model_copy(update={"doc_id": declared.doc_id.casefold()})
+        digest.update(declared.model_dump_json(exclude={"url"}).encode())
         digest.update(self.title.encode())
         for section in self.sections:
             digest.update(b"\x00" + SECTION_SEPARATOR.join(section.headings).encode())

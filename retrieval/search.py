@@ -23,6 +23,9 @@ from retrieval.versions import local_today
 
 log = logging.getLogger(__name__)
 
+# Scores equal to this many digits are ties (Edge computes them in float32).
+_SCORE_DIGITS = 6
+
 
 class SearchMode(StrEnum):
     HYBRID = "hybrid"
@@ -118,16 +121,21 @@ class PolicySearch:
         log.debug("search mode=%s k=%d as_of=%s", mode, k, as_of)
         # The dense query vector is needed in every mode: it measures `relevance`.
         dense = self._embedder.encode_query(query)
+        # Fused scores tie often (sums of 1 / (2 + rank)) and an engine returns tied points
+        # in any order, even from one query to the next: ask for more than `k`, then order
+        # ties by id, so that the same question always gets the same sources.
+        wanted = k * 2
         if mode is SearchMode.DENSE:
-            hits = self._store.nearest(dense, visible, k)
+            hits = self._store.nearest(dense, visible, wanted)
         elif mode is SearchMode.SPARSE:
             sparse = query_vector(query)
             # Only stop words: no keyword can match.
-            hits = self._store.nearest(sparse, visible, k) if sparse.indices else []
+            hits = self._store.nearest(sparse, visible, wanted) if sparse.indices else []
         else:
-            prefetch = max(self._prefetch_limit, k)
-            hits = self._store.hybrid(dense, query_vector(query), visible, k, prefetch)
-        return [_result(hit, dense) for hit in hits]
+            prefetch = max(self._prefetch_limit, wanted)
+            hits = self._store.hybrid(dense, query_vector(query), visible, wanted, prefetch)
+        ranked = sorted(hits, key=lambda hit: (-round(hit.score, _SCORE_DIGITS), hit.id))
+        return [_result(hit, dense) for hit in ranked[:k]]
 
 
 def _result(hit: Hit, query: list[float]) -> SearchResult:

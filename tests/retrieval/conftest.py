@@ -1,4 +1,6 @@
-"""Fixtures for retrieval tests: the real embedding model (loaded once) and in-memory Qdrant."""
+"""Fixtures for retrieval tests: the real embedding model (loaded once) and the policy store,
+each test run once on each engine: Qdrant Edge on disk (the default) and qdrant-client's
+local mode in memory, standing in for a Qdrant server. Both must give the same answers."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from embedding_support import default_embedder
-from qdrant_client import QdrantClient
-from retrieval_support import COLLECTION, TODAY, Ingest, WriteDoc, write
+from retrieval_support import ENGINES, TODAY, Ingest, WriteDoc, open_engine, write
 
 from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import Embedder
 from retrieval.ingest import IngestReport, ingest_files
 from retrieval.search import PolicySearch
+from retrieval.store import PolicyStore
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +26,11 @@ def embedder() -> Embedder:
     return default_embedder()
 
 
-@pytest.fixture
-def client() -> Iterator[QdrantClient]:
-    qdrant = QdrantClient(":memory:")
-    yield qdrant
-    qdrant.close()
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PolicyStore]:
+    opened = open_engine(request.param, tmp_path)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
@@ -37,25 +39,20 @@ def chunking() -> ChunkingOptions:
 
 
 @pytest.fixture
-def ingest(client: QdrantClient, embedder: Embedder, chunking: ChunkingOptions) -> Ingest:
-    """Ingest paths into the in-memory collection, with `today` fixed unless given."""
+def ingest(store: PolicyStore, embedder: Embedder, chunking: ChunkingOptions) -> Ingest:
+    """Ingest paths into the test's store, with `today` fixed unless given."""
 
     def run(*paths: Path, today: date = TODAY) -> IngestReport:
         return ingest_files(
-            list(paths),
-            client=client,
-            collection=COLLECTION,
-            embedder=embedder,
-            chunking=chunking,
-            today=today,
+            list(paths), store=store, embedder=embedder, chunking=chunking, today=today
         )
 
     return run
 
 
 @pytest.fixture
-def policy_search(client: QdrantClient, embedder: Embedder) -> PolicySearch:
-    return PolicySearch(client, COLLECTION, embedder, prefetch_limit=20)
+def policy_search(store: PolicyStore, embedder: Embedder) -> PolicySearch:
+    return PolicySearch(store, embedder, prefetch_limit=20)
 
 
 @pytest.fixture

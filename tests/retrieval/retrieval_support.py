@@ -6,13 +6,22 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from qdrant_client import QdrantClient
+
+from retrieval.edge_store import EdgeStore
 from retrieval.ingest import IngestReport
+from retrieval.server_store import ServerStore
+from retrieval.store import PolicyStore
 
 COLLECTION = "policies"
 TODAY = date(2026, 11, 24)
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_POLICIES = REPO / "examples" / "policies"
 SAMPLE_RETRIEVAL_SET = REPO / "examples" / "eval" / "retrieval.jsonl"
+
+# The two engines every store test runs on: Qdrant Edge on disk, the default, and
+# qdrant-client's local mode in memory, standing in for a Qdrant server.
+ENGINES = ("edge", "server")
 
 # The `ingest` fixture: paths in, report out; `today=` dates versions that declare no start.
 Ingest = Callable[..., IngestReport]
@@ -26,3 +35,10 @@ def write(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def open_engine(engine: str, folder: Path) -> PolicyStore:
+    """An empty store of one of ENGINES: "edge" on disk under `folder`, "server" in memory."""
+    if engine == "edge":
+        return EdgeStore(folder / "edge", COLLECTION)
+    return ServerStore(QdrantClient(":memory:"), COLLECTION, "memory")

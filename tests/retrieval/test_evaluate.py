@@ -7,14 +7,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 from retrieval_support import (
-    COLLECTION,
+    ENGINES,
     SAMPLE_POLICIES,
     SAMPLE_RETRIEVAL_SET,
     TODAY,
     Ingest,
     WriteDoc,
+    open_engine,
 )
 
 from retrieval.chunking import ChunkingOptions
@@ -99,16 +99,17 @@ def test_scores_count_ranks_per_mode(
         assert [miss.section for miss in score.misses] == ["Missing"]
 
 
-@pytest.fixture(scope="module")
-def sample_search(embedder: Embedder) -> Iterator[PolicySearch]:
-    """The real sample corpus with the shipped settings, ingested once for this module."""
+@pytest.fixture(scope="module", params=ENGINES)
+def sample_search(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[PolicySearch]:
+    """The real sample corpus with the shipped settings, ingested once per engine."""
     if not SAMPLE_POLICIES.is_dir():
         pytest.skip("examples/policies is not there")
-    client = QdrantClient(":memory:")
+    store = open_engine(request.param, tmp_path_factory.mktemp("sample"))
     report = ingest_files(
         collect_files([SAMPLE_POLICIES]),
-        client=client,
-        collection=COLLECTION,
+        store=store,
         embedder=embedder,
         chunking=ChunkingOptions(
             max_tokens=Settings.model_fields["chunk_max_tokens"].default,
@@ -117,8 +118,8 @@ def sample_search(embedder: Embedder) -> Iterator[PolicySearch]:
         today=TODAY,
     )
     assert report.count(FileStatus.SKIPPED) == 0, report.outcomes
-    yield PolicySearch(client, COLLECTION, embedder, prefetch_limit=20)
-    client.close()
+    yield PolicySearch(store, embedder, prefetch_limit=20)
+    store.close()
 
 
 def test_sample_corpus_hybrid_does_not_lose_to_dense(sample_search: PolicySearch) -> None:

@@ -1,17 +1,20 @@
-"""The real `dispatchbot` commands on a local Qdrant store in a temporary data dir."""
+"""The real `dispatchbot` commands on the embedded policy store in a temporary data dir."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient, models
 from retrieval_support import write
 from typer.testing import CliRunner, Result
 
 from bot.cli import app
+from bot.commands.common import EXIT_UNAVAILABLE
+from retrieval.collection import ensure_collection
+from retrieval.edge_store import EdgeStore
 from retrieval.embedding import Embedder
 
 APPROVAL = """---
@@ -157,28 +160,28 @@ def test_folder_without_policies_is_an_error(run: Run, tmp_path: Path) -> None:
     )
 
 
-def test_locked_local_store_names_the_folder_and_the_way_out(run: Run, data_dir: Path) -> None:
-    holder = QdrantClient(path=str(data_dir / "qdrant"))  # as another process would
+def test_a_store_another_process_holds_names_the_folder_and_the_way_out(
+    run: Run, data_dir: Path
+) -> None:
+    edge = data_dir / "qdrant" / "edge"
+    holder = EdgeStore(edge, "policies")  # as the running bot would
     try:
         result = run("search", "load")
     finally:
         holder.close()
 
-    assert result.exit_code == 3
+    assert result.exit_code == EXIT_UNAVAILABLE
     stderr = " ".join(result.stderr.split())
-    assert f"another dispatchbot process holds the local Qdrant store at {data_dir / 'qdrant'}" in (
-        stderr
-    )
-    assert "set QDRANT_URL to a server" in stderr
+    assert f"dispatchbot process {os.getpid()} holds the policy store at {edge}" in stderr
+    assert "QDRANT_URL set to a server" in stderr
+    assert "Traceback" not in result.output
+    released = run("search", "load")  # the lock went with the holder
+    assert "nothing ingested yet" in " ".join(released.stderr.split())
 
 
 def test_collection_built_for_another_model_fails_fast(run: Run, data_dir: Path) -> None:
-    other = QdrantClient(path=str(data_dir / "qdrant"))
-    other.create_collection(
-        "policies",
-        vectors_config={"dense": models.VectorParams(size=768, distance=models.Distance.COSINE)},
-        sparse_vectors_config={"sparse": models.SparseVectorParams(modifier=models.Modifier.IDF)},
-    )
+    other = EdgeStore(data_dir / "qdrant" / "edge", "policies")
+    ensure_collection(other, 768, "some/768-dim-model")
     other.close()
 
     result = run("search", "load")

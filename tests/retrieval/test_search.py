@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 from qdrant_client import QdrantClient, models
-from retrieval_support import COLLECTION, Ingest, WriteDoc
+from retrieval_support import COLLECTION, SAMPLE_POLICIES, Ingest, WriteDoc
 
 from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import Embedder
 from retrieval.ingest import ingest_files
+from retrieval.loaders import collect_files
 from retrieval.payload import point_id
 from retrieval.search import PolicySearch, SearchMode
+from retrieval.server_store import ServerStore
+from retrieval.store import RRF_K, Hit, PolicyStore, SparseVector, Where
 
 LOAD_APPROVAL = """---
 doc_id: load-approval
@@ -157,20 +160,75 @@ def test_hybrid_is_one_query_with_dense_and_sparse_prefetches_fused_by_rrf(
     embedder: Embedder, write_doc: WriteDoc
 ) -> None:
     client = CountingClient()
+    store = ServerStore(client, COLLECTION, "memory")
     ingest_files(
         [write_doc("reefer.md", REEFER)],
-        client=client,
-        collection=COLLECTION,
+        store=store,
         embedder=embedder,
         chunking=ChunkingOptions(max_tokens=200, overlap_tokens=32),
     )
-    search = PolicySearch(client, COLLECTION, embedder, prefetch_limit=7)
+    search = PolicySearch(store, embedder, prefetch_limit=7)
 
     results = search.search("ice cream temperature", k=2)
 
     (query,) = client.queries
-    assert query["query"] == models.FusionQuery(fusion=models.Fusion.RRF)
+    assert query["query"] == models.RrfQuery(rrf=models.Rrf(k=RRF_K))
     assert [(p.using, p.limit) for p in query["prefetch"]] == [("dense", 7), ("sparse", 7)]
     assert query["query_filter"] is not None  # Qdrant applies it inside both prefetches
     assert results[0].doc_id == "reefer-temperature"
-    client.close()
+    store.close()
+
+
+class RecordingStore:
+    """A store that notes each search request it is given, then passes it on."""
+
+    def __init__(self, store: PolicyStore) -> None:
+        self._store = store
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def nearest(self, vector: Any, where: Where, limit: int) -> list[Hit]:
+        self.requests.append(("nearest", {"where": where, "limit": limit}))
+        return self._store.nearest(vector, where, limit)
+
+    def hybrid(
+        self, dense: list[float], sparse: SparseVector, where: Where, limit: int, prefetch: int
+    ) -> list[Hit]:
+        self.requests.append(("hybrid", {"where": where, "limit": limit, "prefetch": prefetch}))
+        return self._store.hybrid(dense, sparse, where, limit, prefetch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_hybrid_is_one_filtered_request_to_either_engine(
+    store: PolicyStore, embedder: Embedder, ingest: Ingest, write_doc: WriteDoc
+) -> None:
+    ingest(write_doc("reefer.md", REEFER), write_doc("hazmat.txt", HAZMAT))
+    recording = RecordingStore(store)
+    search = PolicySearch(recording, embedder, prefetch_limit=7)  # type: ignore[arg-type]
+
+    results = search.search("ice cream temperature", k=2, as_of=date(2026, 6, 1))
+
+    # Twice k, so that points tied at the cut are ordered the same way every time.
+    assert recording.requests == [
+        (
+            "hybrid",
+            {"where": Where.visible(date(2026, 6, 1), None), "limit": 4, "prefetch": 7},
+        )
+    ]
+    assert results[0].doc_id == "reefer-temperature"
+    assert len(results) == 2
+
+
+def test_the_same_question_gets_the_same_sources_every_time(
+    ingest: Ingest, policy_search: PolicySearch
+) -> None:
+    """Fused scores tie often, and Qdrant Edge returns tied points in either order from one
+    query to the next: the search orders ties itself."""
+    ingest(*collect_files([SAMPLE_POLICIES]))
+    question = "Which placards does a hazmat load need, and who approves a hazmat load?"
+
+    runs = {tuple(r.chunk_id for r in policy_search.search(question, k=3)) for _ in range(20)}
+
+    assert len(runs) == 1
+    assert len(next(iter(runs))) == 3

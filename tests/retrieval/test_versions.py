@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from qdrant_client import QdrantClient
-from retrieval_support import COLLECTION, TODAY, Ingest, WriteDoc, write
+from retrieval_support import TODAY, Ingest, WriteDoc, write
 
 from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import Embedder
 from retrieval.ingest import FileOutcome, FileStatus, ingest_files
 from retrieval.search import PolicySearch
+from retrieval.store import PolicyStore
 from retrieval.versions import delete_versions, read_versions
 
 LIMITS_V1 = """# Detention Pay
@@ -23,8 +23,8 @@ Company drivers are paid 20 dollars per hour of detention after two hours on sit
 LIMITS_V2 = LIMITS_V1.replace("20 dollars", "25 dollars")
 
 
-def point_count(client: QdrantClient) -> int:
-    return client.count(COLLECTION, exact=True).count
+def point_count(store: PolicyStore) -> int:
+    return store.count()
 
 
 def texts(policy_search: PolicySearch, query: str, as_of: date | None = None) -> list[str]:
@@ -32,12 +32,12 @@ def texts(policy_search: PolicySearch, query: str, as_of: date | None = None) ->
 
 
 def test_unchanged_reingest_is_a_noop(
-    ingest: Ingest, client: QdrantClient, write_doc: WriteDoc, tmp_path: Path
+    ingest: Ingest, store: PolicyStore, write_doc: WriteDoc, tmp_path: Path
 ) -> None:
     path = write_doc("detention.md", LIMITS_V1)
     first = ingest(path)
-    stored = read_versions(client, COLLECTION)["detention"]
-    points = point_count(client)
+    stored = read_versions(store)["detention"]
+    points = point_count(store)
 
     again = ingest(path, today=date(2026, 12, 1))
     moved = ingest(write(tmp_path / "moved", "detention.md", LIMITS_V1))
@@ -46,12 +46,12 @@ def test_unchanged_reingest_is_a_noop(
     assert first.chunks_written > 0
     assert [o.status for o in again.outcomes + moved.outcomes] == [FileStatus.UNCHANGED] * 2
     assert again.chunks_written == moved.chunks_written == 0
-    assert point_count(client) == points
-    assert read_versions(client, COLLECTION)["detention"] == stored  # same ingested_at too
+    assert point_count(store) == points
+    assert read_versions(store)["detention"] == stored  # same ingested_at too
 
 
 def test_new_chunk_settings_rebuild_the_same_version_in_place(
-    client: QdrantClient, embedder: Embedder, write_doc: WriteDoc
+    store: PolicyStore, embedder: Embedder, write_doc: WriteDoc
 ) -> None:
     path = write_doc("detention.md", LIMITS_V1 + "\n" + "Detention is logged in the TMS. " * 40)
 
@@ -59,8 +59,7 @@ def test_new_chunk_settings_rebuild_the_same_version_in_place(
         return list(
             ingest_files(
                 [path],
-                client=client,
-                collection=COLLECTION,
+                store=store,
                 embedder=embedder,
                 chunking=ChunkingOptions(max_tokens=max_tokens, overlap_tokens=16),
                 today=date(2026, 1, 10),
@@ -77,13 +76,13 @@ def test_new_chunk_settings_rebuild_the_same_version_in_place(
         (FileStatus.UNCHANGED, 1),
     ]
     assert rebuilt[0].chunks > first[0].chunks
-    (version,) = read_versions(client, COLLECTION)["detention"]
+    (version,) = read_versions(store)["detention"]
     assert (version.chunk_count, version.effective_from) == (rebuilt[0].chunks, date(2026, 1, 10))
-    assert point_count(client) == rebuilt[0].chunks  # the old, larger chunks are gone
+    assert point_count(store) == rebuilt[0].chunks  # the old, larger chunks are gone
 
 
 def test_changed_document_supersedes_the_old_version_which_stays_for_audit(
-    ingest: Ingest, client: QdrantClient, policy_search: PolicySearch, write_doc: WriteDoc
+    ingest: Ingest, store: PolicyStore, policy_search: PolicySearch, write_doc: WriteDoc
 ) -> None:
     path = write_doc("detention.md", LIMITS_V1)
     ingest(path, today=date(2026, 1, 10))
@@ -92,7 +91,7 @@ def test_changed_document_supersedes_the_old_version_which_stays_for_audit(
     report = ingest(path, today=date(2026, 2, 1))
 
     assert [(o.status, o.version) for o in report.outcomes] == [(FileStatus.UPDATED, 2)]
-    versions = read_versions(client, COLLECTION)["detention"]
+    versions = read_versions(store)["detention"]
     assert [(v.version, v.effective_from, v.effective_to) for v in versions] == [
         (1, date(2026, 1, 10), date(2026, 2, 1)),
         (2, date(2026, 2, 1), None),
@@ -133,7 +132,7 @@ def test_declared_end_date_retires_a_version_without_a_successor(
 
 
 def test_same_declared_version_with_other_content_is_refused(
-    ingest: Ingest, client: QdrantClient, policy_search: PolicySearch, write_doc: WriteDoc
+    ingest: Ingest, store: PolicyStore, policy_search: PolicySearch, write_doc: WriteDoc
 ) -> None:
     front = "---\ndoc_id: detention\nversion: 3\n---\n"
     ingest(write_doc("detention.md", front + LIMITS_V1))
@@ -163,7 +162,7 @@ def test_unreadable_file_is_skipped_and_the_rest_of_the_batch_ingests(
 
 
 def test_two_changed_copies_in_one_batch_become_consecutive_versions(
-    ingest: Ingest, client: QdrantClient, write_doc: WriteDoc
+    ingest: Ingest, store: PolicyStore, write_doc: WriteDoc
 ) -> None:
     report = ingest(write_doc("a/detention.md", LIMITS_V1), write_doc("b/detention.md", LIMITS_V2))
 
@@ -171,11 +170,11 @@ def test_two_changed_copies_in_one_batch_become_consecutive_versions(
         (FileStatus.NEW, 1),
         (FileStatus.UPDATED, 2),
     ]
-    assert [v.version for v in read_versions(client, COLLECTION)["detention"]] == [1, 2]
+    assert [v.version for v in read_versions(store)["detention"]] == [1, 2]
 
 
 def test_delete_document_removes_every_version(
-    ingest: Ingest, client: QdrantClient, policy_search: PolicySearch, write_doc: WriteDoc
+    ingest: Ingest, store: PolicyStore, policy_search: PolicySearch, write_doc: WriteDoc
 ) -> None:
     path = write_doc("detention.md", LIMITS_V1)
     ingest(path, today=date(2026, 1, 1))
@@ -183,23 +182,23 @@ def test_delete_document_removes_every_version(
     ingest(path, today=date(2026, 2, 1))
     ingest(write_doc("other.md", "# Other\n\nParking rules for the yard."))
 
-    assert delete_versions(client, COLLECTION, "detention") == [1, 2]
+    assert delete_versions(store, "detention") == [1, 2]
 
-    assert "detention" not in read_versions(client, COLLECTION)
+    assert "detention" not in read_versions(store)
     assert {r.doc_id for r in policy_search.search("driver detention pay", k=10)} == {"other"}
-    assert delete_versions(client, COLLECTION, "detention") == []
+    assert delete_versions(store, "detention") == []
 
 
 def test_deleting_the_newest_version_reopens_the_previous_one(
-    ingest: Ingest, client: QdrantClient, policy_search: PolicySearch, write_doc: WriteDoc
+    ingest: Ingest, store: PolicyStore, policy_search: PolicySearch, write_doc: WriteDoc
 ) -> None:
     path = write_doc("detention.md", LIMITS_V1)
     ingest(path, today=date(2026, 1, 1))
     path.write_text(LIMITS_V2)
     ingest(path, today=date(2026, 2, 1))
 
-    assert delete_versions(client, COLLECTION, "detention", version=2) == [2]
+    assert delete_versions(store, "detention", version=2) == [2]
 
-    versions = read_versions(client, COLLECTION)["detention"]
+    versions = read_versions(store)["detention"]
     assert [(v.version, v.effective_to) for v in versions] == [(1, None)]
     assert all("20 dollars" in text for text in texts(policy_search, "driver detention pay"))
