@@ -43,11 +43,11 @@ from retrieval.embedding import EMBEDDING_BACKENDS as BACKENDS
 
 if TYPE_CHECKING:
     import numpy as np
-    from qdrant_client import QdrantClient
 
     from retrieval.embedding import Embedder
     from retrieval.evaluate import LabelledQuestion
     from retrieval.search import PolicySearch, SearchMode
+    from retrieval.store import PolicyStore
     from store.settings import Settings
 
 HELP = (
@@ -249,46 +249,42 @@ def _score(
     """Recall and MRR of each backend on its own index, and on torch's when torch ran."""
     from retrieval.search import PolicySearch, SearchMode
 
-    torch_client: QdrantClient | None = None
+    torch_store: PolicyStore | None = None
     try:
         for entry in measured:
-            client = _ingested(entry.embedder, settings, files)
-            search = PolicySearch(
-                client, COLLECTION, entry.embedder, settings.search_prefetch_limit
-            )
+            store = _ingested(entry.embedder, settings, files)
+            search = PolicySearch(store, entry.embedder, settings.search_prefetch_limit)
             entry.scores = _evaluate(search, questions, (SearchMode.HYBRID, SearchMode.DENSE))
             if entry.backend == "torch":
-                torch_client = client
+                torch_store = store
             else:
-                client.close()
+                store.close()
         for entry in measured:
-            if torch_client is not None:
-                search = PolicySearch(
-                    torch_client, COLLECTION, entry.embedder, settings.search_prefetch_limit
-                )
+            if torch_store is not None:
+                search = PolicySearch(torch_store, entry.embedder, settings.search_prefetch_limit)
                 hybrid = _evaluate(search, questions, (SearchMode.HYBRID,))
                 entry.recall_on_torch_index = hybrid[SearchMode.HYBRID.value][0]
     finally:
-        if torch_client is not None:
-            torch_client.close()
+        if torch_store is not None:
+            torch_store.close()
 
 
-def _ingested(embedder: Embedder, settings: Settings, files: list[Path]) -> QdrantClient:
+def _ingested(embedder: Embedder, settings: Settings, files: list[Path]) -> PolicyStore:
     from qdrant_client import QdrantClient
 
     from retrieval.chunking import ChunkingOptions
     from retrieval.ingest import ingest_files
+    from retrieval.server_store import ServerStore
 
-    client = QdrantClient(":memory:")
+    store = ServerStore(QdrantClient(":memory:"), COLLECTION, "memory")
     ingest_files(
         files,
-        client=client,
-        collection=COLLECTION,
+        store=store,
         embedder=embedder,
         chunking=ChunkingOptions(settings.chunk_max_tokens, settings.chunk_overlap_tokens),
         batch_size=settings.embedding_batch_size,
     )
-    return client
+    return store
 
 
 def _evaluate(

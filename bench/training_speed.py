@@ -282,20 +282,20 @@ def export_seed_dataset(
     from retrieval.ingest import ingest_files
     from retrieval.loaders import collect_files
     from retrieval.search import PolicySearch
+    from retrieval.server_store import ServerStore
     from serving.dataset_export import export_dataset, read_seed_file
     from store import schema
     from store.database import Database
 
     settings = _settings(out_dir.parent / "data")
     database = Database(settings.database_url)
-    client = QdrantClient(":memory:")
+    store = ServerStore(QdrantClient(":memory:"), settings.qdrant_collection, "memory")
     try:
         schema.upgrade(database)
         embedder = load_embedder_for(settings)
         ingest_files(
             collect_files(policies),
-            client=client,
-            collection=settings.qdrant_collection,
+            store=store,
             embedder=embedder,
             chunking=ChunkingOptions(settings.chunk_max_tokens, settings.chunk_overlap_tokens),
             batch_size=settings.embedding_batch_size,
@@ -304,15 +304,13 @@ def export_seed_dataset(
             database,
             out_dir,
             seed_rows=read_seed_file(SEED)[:seed_rows],
-            search=PolicySearch(
-                client, settings.qdrant_collection, embedder, settings.search_prefetch_limit
-            ),
+            search=PolicySearch(store, embedder, settings.search_prefetch_limit),
             search_k=settings.search_k,
             context_tokens=settings.llm_context_tokens,
             reserved_for_answer=settings.llm_max_tokens,
         )
     finally:
-        client.close()
+        store.close()
         database.dispose()
     return report.manifest().model_dump(mode="json"), _peak_rss_bytes()
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from embedding_support import EMBEDDINGS_DIR, default_embedder
-from qdrant_client import QdrantClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 from vllm_support import MODELS_DIR, RunningServer, free_port
@@ -28,6 +27,8 @@ from bot.cli import app
 from bot.commands.learn import EXIT_GATE_NOT_PASSED, EXIT_LOCKED, post_summary
 from bot.learn_blocks import LearnSummary, MeasureRow, learn_summary_message
 from retrieval.chunking import ChunkingOptions
+from retrieval.client import EDGE_FOLDER
+from retrieval.edge_store import EdgeStore
 from retrieval.ingest import ingest_files
 from serving.base_weights import converted_model_dir
 from serving.evaluation import VersionReport
@@ -79,17 +80,17 @@ SOURCE = Source(
 
 @pytest.fixture(scope="module")
 def policy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A local Qdrant store with the load-approval policy, copied into each test's data dir."""
+    """An embedded policy store with the load-approval policy, copied into each test's data
+    dir (its `qdrant` folder)."""
     folder = tmp_path_factory.mktemp("index") / "qdrant"
-    client = QdrantClient(path=str(folder))
+    store = EdgeStore(folder / EDGE_FOLDER, "policies")
     ingest_files(
         [POLICY],
-        client=client,
-        collection="policies",
+        store=store,
         embedder=default_embedder(),
         chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
     )
-    client.close()
+    store.close()
     return folder
 
 

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 from embedding_support import default_embedder
-from qdrant_client import QdrantClient
+from policy_store_support import ingested_search
 from sqlalchemy import select
 from vllm_support import MODELS_DIR, CannedChatServer, RunningServer, forced_answer, make_client
 
-from retrieval.chunking import ChunkingOptions
 from retrieval.embedding import Embedder
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch, SearchResult
 from serving.assistant import (
     NOT_COVERED,
@@ -41,7 +39,6 @@ from store.models import Answer, Conversation, Message, MessageRole
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICIES = REPO_ROOT / "examples" / "policies"
 CORPUS = [POLICIES / name for name in ("load-approval.md", "service-slas.md", "hazmat-handling.md")]
-COLLECTION = "policies"
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +47,11 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def policy_search(embedder: Embedder) -> Iterator[PolicySearch]:
-    client = QdrantClient(":memory:")
-    ingest_files(
-        CORPUS,
-        client=client,
-        collection=COLLECTION,
-        embedder=embedder,
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, COLLECTION, embedder)
-    client.close()
+def policy_search(
+    embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PolicySearch]:
+    with ingested_search(tmp_path_factory.mktemp("store"), CORPUS, embedder) as search:
+        yield search
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from embedding_support import default_embedder
-from qdrant_client import QdrantClient
+from policy_store_support import ingested_search
 from typer.testing import CliRunner
 
 from bot.cli import app as cli
 from retrieval.chunking import ChunkingOptions
+from retrieval.edge_store import EdgeStore
 from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import NO_GENERATION, NOT_COVERED, NOTHING_WRITTEN
@@ -35,10 +36,11 @@ from serving.prompts import SYSTEM_PROMPT, build_prompt
 from serving.redaction import redact
 from serving.training import Method, read_training_data
 from serving.training_rows import DatasetManifest
-from store import repository, schema
+from store import repository, schema, verified_answers
 from store.database import Database
-from store.models import Conversation, EscalationTrigger, MessageRole
+from store.models import Conversation, EscalationTrigger, MessageRole, VerifiedAnswerStatus
 from store.repository import AnswerRecord
+from store.verified_answers import PolicyRef
 
 POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 FILES = [
@@ -585,6 +587,142 @@ def test_a_previous_export_is_replaced_and_anything_else_refused(
     assert [path.name for path in foreign.iterdir()] == ["notes.txt"]
 
 
+# People's verified answers
+
+
+VERIFIED_QUESTION = "Can hazmat loads use the Baltimore tunnel?"
+VERIFIED_ANSWER = "No: hazmat loads never use tunnels. Take I-695 around the harbor."
+
+
+def _escalation_of(session: Any, thread_ts: str) -> int:
+    conversation = repository.find_conversation(
+        session, team_id="T1", channel_id="C1", thread_ts=thread_ts
+    )
+    assert conversation is not None
+    (escalation,) = conversation.escalations
+    return escalation.id
+
+
+def save_verified(database: Database) -> None:
+    """Verified answers saved from the seeded escalations: the hazmat one edited, then held
+    back as stale; the accident one retired; the "not covered" one active, though the bot
+    wrote nothing for it."""
+    with database.transaction() as session:
+        hazmat = verified_answers.save(
+            session,
+            question=VERIFIED_QUESTION,
+            answer=VERIFIED_ANSWER,
+            author="UDISPATCH",
+            audience="dispatch",
+            policy_refs=[PolicyRef("hazmat-handling", 2, "Hazardous Materials Handling")],
+            escalation_id=_escalation_of(session, "100.2"),
+        )
+        hazmat.status = VerifiedAnswerStatus.STALE
+        accident = verified_answers.save(
+            session,
+            question="Who do I call after a minor accident?",
+            answer=RESOLUTION_ACCIDENT,
+            author="UDISPATCH",
+            audience="all",
+            policy_refs=[],
+            escalation_id=_escalation_of(session, "100.6"),
+        )
+        verified_answers.retire(session, accident.id, "UDISPATCH", "numbers changed")
+        verified_answers.save(
+            session,
+            question="What is the SLA for a P1 reefer ticket?",
+            answer="P1 reefer tickets get a call back within 30 minutes.",
+            author="UDISPATCH",
+            audience="all",
+            policy_refs=[],
+            escalation_id=_escalation_of(session, "100.3"),
+        )
+
+
+def asked_as(prompt: list[dict[str, str]], question: str) -> list[dict[str, str]]:
+    """The prompt with its question in other words, as the bot would have put them."""
+    *earlier, last = prompt
+    head, lead, _ = last["content"].rpartition("\n\nQuestion: ")
+    assert lead
+    return [*earlier, {"role": "user", "content": f"{head}{lead}{question}"}]
+
+
+def test_a_verified_answer_is_learned_instead_of_its_resolution(
+    database: Database, tmp_path: Path
+) -> None:
+    store = seed_store(database)
+    save_verified(database)
+    out = tmp_path / "export"
+
+    report = export_dataset(database, out, heldout_fraction=0)
+
+    approval_prompt = stored_prompt(store.approval, ("(555) 010-2233", "[phone]"))
+    hazmat_prompt = stored_prompt(store.hazmat, ("joe.driver@example.com", "[email]"))
+    approval_answer = "The shift lead on duty approves loads from 26,001 to 40,000 lb [1]."
+    # Stale, it is still learned: the prompt holds the policy version it was written for.
+    # The hazmat resolution is not, nor the retired accident answer or its resolution.
+    assert canonical(all_rows(out, "sft")) == canonical(
+        [
+            {
+                "messages": approval_prompt + assistant(approval_answer),
+                "conversation": thread_id("100.1"),
+            },
+            {
+                "messages": asked_as(hazmat_prompt, VERIFIED_QUESTION) + assistant(VERIFIED_ANSWER),
+                "conversation": thread_id("100.2"),
+            },
+        ]
+    )
+    written = "".join((out / name).read_text("utf-8") for name in FILES)
+    assert json.dumps(RESOLUTION_HAZMAT_REDACTED)[1:-1] not in written
+    assert RESOLUTION_ACCIDENT not in written
+    # The person's answer is also the one preferred over the 👎 answer.
+    assert canonical(all_rows(out, "dpo")) == canonical(
+        [
+            {
+                "prompt": hazmat_prompt,
+                "chosen": assistant(VERIFIED_ANSWER),
+                "rejected": assistant("Yes, any route is fine for hazmat [2]."),
+                "conversation": thread_id("100.2"),
+            }
+        ]
+    )
+    assert len(all_rows(out, "kto")) == 3  # votes on the bot's answers: unchanged
+    assert report.counts["sft"] == {"train": 2, "heldout": 0}
+    assert report.counts["dpo"] == {"train": 1, "heldout": 0}
+    assert report.skipped["resolution replaced by verified answer"] == 3
+    assert report.skipped["retired verified answer"] == 1
+    assert report.skipped["verified answer without prompt"] == 1
+    assert "resolution without prompt" not in report.skipped
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    assert manifest["counts"] == report.counts
+    assert manifest["skipped"] == report.skipped
+
+
+def test_a_verified_answer_whose_escalation_is_gone_has_no_prompt(
+    database: Database, tmp_path: Path
+) -> None:
+    seed_store(database)
+    with database.transaction() as session:
+        for status in VerifiedAnswerStatus:
+            saved = verified_answers.save(
+                session,
+                question="Who approves a 30,000 lb load?",
+                answer=f"The shift lead ({status.value}).",
+                author="UDISPATCH",
+                audience="all",
+                policy_refs=[],
+            )
+            saved.status = status
+
+    report = export_dataset(database, tmp_path / "export", heldout_fraction=0)
+
+    assert report.skipped["verified answer without prompt"] == 2  # active and stale
+    assert report.skipped["retired verified answer"] == 1
+    # The resolutions of escalations no verified answer came from stay as they were.
+    assert report.counts["sft"] == {"train": 3, "heldout": 0}
+
+
 # The seed: prompts built from real retrieval over a few policies
 
 
@@ -615,18 +753,10 @@ _SOURCE_HEADER = re.compile(r'<source id="(\d+)">\n\[\1\] (.+?) \| section:')
 
 
 @pytest.fixture(scope="module")
-def policy_search() -> Iterator[PolicySearch]:
-    embedder = default_embedder()
-    client = QdrantClient(":memory:")
-    ingest_files(
-        [POLICIES / name for name in SEED_CORPUS],
-        client=client,
-        collection="policies",
-        embedder=embedder,
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, "policies", embedder)
-    client.close()
+def policy_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySearch]:
+    corpus = [POLICIES / name for name in SEED_CORPUS]
+    with ingested_search(tmp_path_factory.mktemp("store"), corpus) as search:
+        yield search
 
 
 def write_seed(path: Path) -> Path:
@@ -743,15 +873,14 @@ def test_the_command_adds_the_seed_from_the_local_policy_store(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     qdrant_path = tmp_path / "qdrant"
-    client = QdrantClient(path=str(qdrant_path))
+    store = EdgeStore(qdrant_path / "edge", "policies")  # where `open_store` looks
     ingest_files(
         [POLICIES / name for name in SEED_CORPUS],
-        client=client,
-        collection="policies",
+        store=store,
         embedder=default_embedder(),
         chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
     )
-    client.close()
+    store.close()
     seed = write_seed(tmp_path / "seed.jsonl")
     out = tmp_path / "export"
 

@@ -11,13 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from embedding_support import default_embedder
 from injection_support import system_prompt_runs
-from qdrant_client import QdrantClient
+from policy_store_support import ingested_search
 from vllm_support import CannedChatServer, RunningServer, make_client
 
-from retrieval.chunking import ChunkingOptions
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import POLICY_WORDS_LEAD, Assistant, AssistantSettings, ThreadKey
 from serving.dataset_export import export_dataset
@@ -64,16 +61,9 @@ MARKUP = re.compile(r"<[/|!A-Za-z]")
 def policy_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySearch]:
     poisoned = tmp_path_factory.mktemp("policies") / "yard-gates.md"
     poisoned.write_text(POISONED, encoding="utf-8")
-    client = QdrantClient(":memory:")
-    ingest_files(
-        [POLICIES / "load-approval.md", poisoned],
-        client=client,
-        collection="policies",
-        embedder=default_embedder(),
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, "policies", default_embedder())
-    client.close()
+    corpus = [POLICIES / "load-approval.md", poisoned]
+    with ingested_search(tmp_path_factory.mktemp("store"), corpus) as search:
+        yield search
 
 
 @pytest.fixture

@@ -11,15 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from embedding_support import default_embedder
-from qdrant_client import QdrantClient
+from policy_store_support import ingested_search
 from sqlalchemy import select
 from vllm_support import CannedChatServer, make_client
 
 from bot.logs import bind_request_id, log_handler
 from bot.services import assistant_settings
-from retrieval.chunking import ChunkingOptions
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, ThreadKey
 from serving.dataset_export import export_dataset
@@ -94,17 +91,10 @@ def test_a_traceback_is_redacted_and_metadata_lines_are_left_alone(
 
 
 @pytest.fixture(scope="module")
-def policy_search() -> Iterator[PolicySearch]:
-    client = QdrantClient(":memory:")
-    ingest_files(
-        [POLICIES / "load-approval.md"],
-        client=client,
-        collection="policies",
-        embedder=default_embedder(),
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, "policies", default_embedder())
-    client.close()
+def policy_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySearch]:
+    corpus = [POLICIES / "load-approval.md"]
+    with ingested_search(tmp_path_factory.mktemp("store"), corpus) as search:
+        yield search
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The bot as Slack meets it: the real Bolt app over real HTTP, the real assistant (Qdrant
-in memory, the real embedder, the real vLLM, a real store), and a mock Slack Web API."""
+"""The bot as Slack meets it: the real Bolt app over real HTTP, the real assistant (the
+embedded policy store, the real embedder, the real vLLM, a real store), and a mock Slack Web
+API."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from embedding_support import default_embedder
-from qdrant_client import QdrantClient
+from policy_store_support import ingested_search
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
 from vllm_support import BASE_MODEL, make_client
 
@@ -24,8 +24,6 @@ from bot.reminders import ReminderScheduler
 from bot.services import Services
 from bot.spool import QuestionSpool
 from bot.spool_worker import SpoolWorker
-from retrieval.chunking import ChunkingOptions
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from serving.assistant import Assistant, AssistantSettings
 from store import schema
@@ -34,22 +32,13 @@ from store.settings import Settings
 
 POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 CORPUS = ["load-approval.md", "service-slas.md", "hazmat-handling.md", "ticket-priorities.md"]
-COLLECTION = "policies"
 
 
 @pytest.fixture(scope="session")
-def policy_search() -> Iterator[PolicySearch]:
-    embedder = default_embedder()
-    client = QdrantClient(":memory:")
-    ingest_files(
-        [POLICIES / name for name in CORPUS],
-        client=client,
-        collection=COLLECTION,
-        embedder=embedder,
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, COLLECTION, embedder)
-    client.close()
+def policy_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySearch]:
+    corpus = [POLICIES / name for name in CORPUS]
+    with ingested_search(tmp_path_factory.mktemp("store"), corpus) as search:
+        yield search
 
 
 @pytest.fixture

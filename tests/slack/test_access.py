@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import COLLECTION, RunningBot, StartBot
-from embedding_support import default_embedder
-from qdrant_client import QdrantClient
+from conftest import RunningBot, StartBot
+from policy_store_support import ingested_search
 from slack_mock import SlackCall, block_text, event_callback, has_buttons, mention, message
 from slack_sdk import WebClient
 from sqlalchemy import select
@@ -23,8 +22,6 @@ from bot.access import FAILED_LOOKUP_RETRY_S, MEMBERSHIP_TTL_S, AudiencePolicy
 from bot.escalation import DRAFT_HIDDEN
 from bot.incoming import Question
 from bot.mrkdwn import to_mrkdwn
-from retrieval.chunking import ChunkingOptions
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
 from store.models import Answer, Message
 from store.settings import Settings
@@ -90,17 +87,8 @@ def policy_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySe
     for name, text in (("discipline.md", DISCIPLINE), ("budget.md", BUDGET), ("yard.md", YARD)):
         paths.append(folder / name)
         paths[-1].write_text(text, encoding="utf-8")
-    embedder = default_embedder()
-    client = QdrantClient(":memory:")
-    ingest_files(
-        paths,
-        client=client,
-        collection=COLLECTION,
-        embedder=embedder,
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, COLLECTION, embedder)
-    client.close()
+    with ingested_search(tmp_path_factory.mktemp("store"), paths) as search:
+        yield search
 
 
 def start(start_bot: StartBot, **overrides: Any) -> RunningBot:

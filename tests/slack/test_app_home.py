@@ -1,5 +1,5 @@
 """The App Home tab through the real Bolt app over HTTP: a signed app_home_opened event,
-a store seeded through the repository, real Qdrant (in memory) with ingested policies, and
+a store seeded through the repository, the embedded policy store with ingested policies, and
 the view that reaches the mock's views.publish.
 
 The Home tab never asks the model, so these tests start no vLLM: a closed port stands in
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COLLECTION, POLICIES, RunningBot, StartBot
+from conftest import POLICIES, RunningBot, StartBot
 from embedding_support import default_embedder
 from home_seed import Seeder
+from policy_store_support import COLLECTION, ingested_search
 from qdrant_client import QdrantClient
 from slack_mock import BOT_USER_ID, app_home_opened, event_callback
 from slack_sdk.models.blocks import Block
@@ -26,9 +27,8 @@ from slack_sdk.models.views import View
 from sqlalchemy.engine import make_url
 from vllm_support import free_port
 
-from retrieval.chunking import ChunkingOptions
-from retrieval.ingest import ingest_files
 from retrieval.search import PolicySearch
+from retrieval.server_store import ServerStore
 from store.models import EscalationPriority, EscalationTrigger, ModelVersionStatus
 
 ADMIN = "U0ADMIN"
@@ -47,22 +47,13 @@ def vllm_server() -> _NoModel:
 
 
 @pytest.fixture(scope="module")
-def ingested_policies() -> Iterator[PolicySearch]:
+def ingested_policies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySearch]:
     """Two versions of one policy (v2 superseded by v3) and one more document."""
-    embedder = default_embedder()
-    client = QdrantClient(":memory:")
-    ingest_files(
-        [
-            POLICIES / name
-            for name in ("load-approval.md", "load-approval-v2.md", "service-slas.md")
-        ],
-        client=client,
-        collection=COLLECTION,
-        embedder=embedder,
-        chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
-    )
-    yield PolicySearch(client, COLLECTION, embedder)
-    client.close()
+    corpus = [
+        POLICIES / name for name in ("load-approval.md", "load-approval-v2.md", "service-slas.md")
+    ]
+    with ingested_search(tmp_path_factory.mktemp("store"), corpus) as search:
+        yield search
 
 
 @pytest.fixture
@@ -75,8 +66,9 @@ def policy_search(qdrant_reachable: bool, ingested_policies: PolicySearch) -> Po
     if qdrant_reachable:
         return ingested_policies
     # A Qdrant server that is not there: nothing listens on the port.
-    dead = QdrantClient(url=f"http://127.0.0.1:{free_port()}", timeout=1, check_compatibility=False)
-    return PolicySearch(dead, COLLECTION, default_embedder())
+    url = f"http://127.0.0.1:{free_port()}"
+    dead = QdrantClient(url=url, timeout=1, check_compatibility=False)
+    return PolicySearch(ServerStore(dead, COLLECTION, url), default_embedder())
 
 
 def seed_overview(bot: RunningBot) -> None:

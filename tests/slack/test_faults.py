@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import COLLECTION, RunningBot, StartBot
+from conftest import RunningBot, StartBot
 from embedding_support import default_embedder
 from fault_support import Gate, QdrantStandIn
 from metrics_support import scrape
+from policy_store_support import COLLECTION
 from qdrant_client import QdrantClient
 from slack_mock import SlackCall, block_text, event_callback, has_buttons, mention, message
 from sqlalchemy import event, func, select
@@ -26,7 +27,9 @@ from sqlalchemy.engine import make_url
 from vllm_support import CannedChatServer
 
 from bot.spool import QuestionSpool
+from retrieval.collection import ensure_collection
 from retrieval.search import PolicySearch
+from retrieval.server_store import ServerStore
 from store.database import Database
 from store.models import Answer, Message, SlackEvent
 
@@ -147,10 +150,16 @@ def test_a_model_outage_gets_an_apology_and_the_next_question_is_answered(
 def test_qdrant_unavailable_gets_an_apology_and_the_next_question_is_answered(
     start_bot: StartBot, policy_search: PolicySearch, model: CannedChatServer
 ) -> None:
-    qdrant = QdrantStandIn(policy_search.client)
+    # The session's policies, copied into a collection that a Qdrant server can serve.
+    embedder = default_embedder()
+    local = ServerStore(QdrantClient(":memory:"), COLLECTION, "memory")
+    ensure_collection(local, embedder.dimension, embedder.name)
+    local.upsert(list(policy_search.store.export()))
+    qdrant = QdrantStandIn(local.client)
     gate = Gate("127.0.0.1", qdrant.port)
-    remote = QdrantClient(url=f"http://127.0.0.1:{gate.port}", check_compatibility=False)
-    search = PolicySearch(remote, COLLECTION, default_embedder())
+    url = f"http://127.0.0.1:{gate.port}"
+    remote = ServerStore(QdrantClient(url=url, check_compatibility=False), COLLECTION, url)
+    search = PolicySearch(remote, embedder)
     try:
         bot = start_bot(endpoints=[model.url], search=search)
         gate.shut()
@@ -172,6 +181,7 @@ def test_qdrant_unavailable_gets_an_apology_and_the_next_question_is_answered(
         remote.close()
         gate.close()
         qdrant.close()
+        local.close()
 
 
 # --- the database ---------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from conftest import StartBot
 from pydantic import SecretStr
-from qdrant_client import QdrantClient
 from vllm_support import BASE_MODEL, MODELS_DIR, RunningServer, SocketServer
 
 from bot.http_server import EVENTS_PATH, READY_PATH, Operations, SlackHTTPServer
 from bot.readiness import REUSE_S, Readiness, database_check, model_check, qdrant_check
 from bot.services import open_services
 from retrieval.chunking import ChunkingOptions
+from retrieval.edge_store import EdgeStore
 from retrieval.embedding import load_embedder_for
 from retrieval.ingest import ingest_files
 from store import schema
@@ -74,15 +74,15 @@ def test_an_endpoint_that_does_not_serve_the_model_makes_the_bot_unready(
 
 
 @pytest.fixture
-def ops_server_with_nothing_working(silent_endpoint: SocketServer) -> Iterator[str]:
+def ops_server_with_nothing_working(silent_endpoint: SocketServer, tmp_path: Path) -> Iterator[str]:
     """Only the operations endpoints (as in Socket Mode), over a store nobody listens for,
-    an empty Qdrant and a model endpoint that never answers."""
+    an empty policy store and a model endpoint that never answers."""
     unreachable = Database("postgresql+psycopg://dispatchbot@127.0.0.1:9/dispatchbot")
-    qdrant = QdrantClient(":memory:")
+    policies = EdgeStore(tmp_path / "edge", "policies")
     readiness = Readiness(
         {
             "database": database_check(unreachable),
-            "qdrant": qdrant_check(qdrant, "policies"),
+            "qdrant": qdrant_check(policies),
             "model": model_check([silent_endpoint.url], BASE_MODEL, SecretStr(API_KEY), TIMEOUT_S),
         },
         TIMEOUT_S,
@@ -92,7 +92,7 @@ def ops_server_with_nothing_working(silent_endpoint: SocketServer) -> Iterator[s
     yield server.url
     server.shutdown()
     server.server_close()
-    qdrant.close()
+    policies.close()
     unreachable.dispose()
 
 
@@ -167,8 +167,7 @@ def test_a_bot_started_before_the_first_ingest_is_ready_once_it_is_done(
         before = readiness.report()
         ingest_files(
             [POLICIES / "load-approval.md"],
-            client=services.search.client,
-            collection=settings.qdrant_collection,
+            store=services.search.store,
             embedder=load_embedder_for(settings),
             chunking=ChunkingOptions(max_tokens=256, overlap_tokens=32),
         )
