@@ -5,6 +5,10 @@ messages past about 12,000 characters of block text have been rejected, so a lon
 split over several messages (never cut) and only the last carries the sources and the
 feedback buttons. Lengths are counted in UTF-16 code units, which is never less than
 Python's `len`, so an answer full of emoji stays within the limits too.
+
+A Markdown table becomes a `table` block when it fits Slack's limits for one (100 rows, 20
+columns); a message holds one table block at most, so any further table in the same message,
+and any table past those limits, shows as monospace text as before.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot.mrkdwn import escape, link, to_mrkdwn
+from bot.mrkdwn import MarkdownTable, escape, link, split_tables, to_mrkdwn
 
 FEEDBACK_UP = "feedback_up"
 FEEDBACK_DOWN = "feedback_down"
@@ -41,6 +45,14 @@ PARTIAL_ANSWER_BUDGET = 9_000
 SOURCES_BUDGET = 6_000
 SOURCE_FIELD_LIMIT = 150
 CURSOR = "▍"
+# Slack's table block reference (docs.slack.dev/reference/block-kit/blocks/table-block):
+# at most 100 rows and 20 cells a row, and one table block in a message.
+TABLE_ROW_LIMIT = 100  # the header row included
+TABLE_COLUMN_LIMIT = 20
+# The table block documents no text limit; the data table block's reference caps the text of
+# all cells at 10,000 characters, for a table and for a message, which is kept here too.
+TABLE_TEXT_LIMIT = 10_000
+EMPTY_CELL = "–"  # a raw_text cell needs at least one character
 
 _REASONS_BLOCK, _REASONS_ACTION = "feedback_reasons", "reasons"
 _NOTE_BLOCK, _NOTE_ACTION = "feedback_note", "note"
@@ -123,42 +135,123 @@ def answer_messages(
     The policy's own words (`quote`) follow the answer, cited like a source; a person's
     verified answer says who gave it (`credit`).
     """
-    pieces = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
+    pieces = markdown_pieces(markdown)
     if credit is not None:
         pieces.append(context_block(credit_line(credit)))
     if quote is not None:
-        pieces += quote_blocks(quote)
+        pieces += _quote_pieces(quote)
     tail = [{"type": "divider"}, *sources_blocks(sources), _feedback_actions(answer_id)]
     messages: list[list[dict[str, Any]]] = [[]]
-    texts: list[list[str]] = [[]]
-    for block in pieces:
-        if not fits([*messages[-1], block]):
-            messages.append([])
-            texts.append([])
-        messages[-1].append(block)
-        texts[-1].append(_block_mrkdwn(block))
+    for piece in pieces:
+        for block in _choose(piece, messages[-1]):
+            if not fits([*messages[-1], block]):
+                messages.append([])
+            messages[-1].append(block)
     if not fits([*messages[-1], *tail]):
         messages.append([])
-        texts.append([])
     messages[-1].extend(tail)
     return [
-        SlackMessage(
-            text=fallback_text("\n\n".join(text)) or _tail_fallback(sources), blocks=blocks
-        )
-        for blocks, text in zip(messages, texts, strict=True)
+        SlackMessage(text=_message_fallback(blocks) or _tail_fallback(sources), blocks=blocks)
+        for blocks in messages
     ]
+
+
+@dataclass(frozen=True)
+class TablePiece:
+    """A table to show as a `table` block, or as `text` (monospace sections) where it can't."""
+
+    block: dict[str, Any]
+    text: list[dict[str, Any]]
+
+
+def markdown_pieces(markdown: str) -> list[dict[str, Any] | TablePiece]:
+    """Markdown as sections, with each table that fits Slack's limits as a `TablePiece`."""
+    pieces: list[dict[str, Any] | TablePiece] = []
+    prose: list[str] = []  # Markdown not yet converted: text, and tables that stay text
+
+    def flush() -> None:
+        # The parts are runs of the text's lines: joined, they are the text as written.
+        pieces.extend(section_block(c) for c in split_sections(to_mrkdwn("\n".join(prose))))
+        prose.clear()
+
+    for part in split_tables(markdown):
+        if isinstance(part, str):
+            prose.append(part)
+            continue
+        block = table_block(part)
+        if block is None:
+            prose.append(part.markdown)
+            continue
+        flush()
+        text = [section_block(chunk) for chunk in split_sections(to_mrkdwn(part.markdown))]
+        pieces.append(TablePiece(block, text))
+    flush()
+    return pieces
+
+
+def table_block(table: str | MarkdownTable) -> dict[str, Any] | None:
+    """A Markdown table (header, delimiter row, rows) as a Slack `table` block.
+
+    None when Slack could not take it (more than 100 rows or 20 columns, more than 10,000
+    characters), or when `table` is not one Markdown table: the caller shows it as text.
+    Cells are plain text: formatting marks go, a link keeps its label.
+    """
+    if isinstance(table, str):
+        parts = split_tables(table)
+        if len(parts) != 1 or not isinstance(parts[0], MarkdownTable):
+            return None
+        table = parts[0]
+    rows = [[" ".join(cell.split()) or EMPTY_CELL for cell in row] for row in table.rows]
+    if len(rows) > TABLE_ROW_LIMIT or len(rows[0]) > TABLE_COLUMN_LIMIT:
+        return None
+    if sum(slack_len(cell) for row in rows for cell in row) > TABLE_TEXT_LIMIT:
+        return None
+    return {
+        "type": "table",
+        "column_settings": [
+            {"is_wrapped": True} | ({"align": align} if align != "left" else {})
+            for align in table.alignments
+        ],
+        "rows": [[{"type": "raw_text", "text": cell} for cell in row] for row in rows],
+    }
+
+
+def _choose(
+    piece: dict[str, Any] | TablePiece, message: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The blocks for `piece` in a message so far: a table block only if it has none yet."""
+    if not isinstance(piece, TablePiece):
+        return [piece]
+    if any(block["type"] == "table" for block in message):
+        return piece.text
+    return [piece.block]
 
 
 def quote_blocks(quote: QuoteRef) -> list[dict[str, Any]]:
     """The policy's words as a quote (a table as a table), then where they come from."""
-    markdown = quote.markdown
-    if not quote.is_table:  # a table shows as one in monospace, which a quote would break
-        markdown = "\n".join(f"> {line}" for line in markdown.splitlines() if line.strip())
-    blocks = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
-    cited = "The closest policy I found:" if quote.closest_only else "From"
-    blocks.append(context_block(f"{cited} {_source_line_body(quote.source)}"))
-    blocks[0]["block_id"] = QUOTE_BLOCK_ID  # where a streamed answer's closing blocks begin
+    blocks: list[dict[str, Any]] = []
+    for piece in _quote_pieces(quote):
+        blocks += _choose(piece, blocks)
     return blocks
+
+
+def _quote_pieces(quote: QuoteRef) -> list[dict[str, Any] | TablePiece]:
+    pieces: list[dict[str, Any] | TablePiece]
+    if quote.is_table:  # a table block, or monospace text, which a quote would break
+        pieces = markdown_pieces(quote.markdown)
+    else:
+        markdown = "\n".join(f"> {line}" for line in quote.markdown.splitlines() if line.strip())
+        pieces = [section_block(chunk) for chunk in split_sections(to_mrkdwn(markdown))]
+    cited = "The closest policy I found:" if quote.closest_only else "From"
+    pieces.append(context_block(f"{cited} {_source_line_body(quote.source)}"))
+    # Where a streamed answer's closing blocks begin, whichever way the table shows.
+    first = pieces[0]
+    if isinstance(first, TablePiece):
+        first.block["block_id"] = QUOTE_BLOCK_ID
+        first.text[0]["block_id"] = QUOTE_BLOCK_ID
+    else:
+        first["block_id"] = QUOTE_BLOCK_ID
+    return pieces
 
 
 def error_message(reference: str, partial_markdown: str = "") -> SlackMessage:
@@ -568,10 +661,23 @@ def fallback_text(mrkdwn: str) -> str:
     return plain[: _cut_index(plain, FALLBACK_LIMIT - 1)].rstrip() + "…"
 
 
+def _message_fallback(blocks: list[dict[str, Any]]) -> str:
+    """The fallback text of an answer's message: its text up to the sources and buttons."""
+    texts: list[str] = []
+    for block in blocks:
+        if block["type"] == "divider":
+            break
+        texts.append(_block_mrkdwn(block))
+    return fallback_text("\n\n".join(texts))
+
+
 def _block_mrkdwn(block: dict[str, Any]) -> str:
-    """The text of a section or context block, for the message's fallback text."""
+    """The text of a section, context or table block, for the message's fallback text."""
     if block["type"] == "context":
         return "\n".join(element["text"] for element in block["elements"])
+    if block["type"] == "table":
+        # Plain cells: mrkdwn characters are escaped, so fallback_text shows them as written.
+        return "\n".join(escape(" | ".join(cell["text"] for cell in row)) for row in block["rows"])
     return str(block["text"]["text"])
 
 

@@ -21,6 +21,7 @@ from bot.commands import (
     promote,
     retention,
     run,
+    slack_docs,
     train,
     verified,
 )
@@ -53,6 +54,7 @@ app.command("train")(train.train)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
 app.command("learn")(learn.learn)
+app.command("slack-docs")(slack_docs.slack_docs)
 
 
 @app.callback()

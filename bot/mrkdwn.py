@@ -17,6 +17,7 @@ import bisect
 import re
 import unicodedata
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Literal
 
 # Placeholders stand for finished pieces (code, links, URLs) while emphasis is converted,
@@ -101,6 +102,53 @@ def to_mrkdwn(markdown: str) -> str:
             out.append(_block_line(lines[index], list_indents))
             index += 1
     return _tidy(out)
+
+
+@dataclass(frozen=True)
+class MarkdownTable:
+    """A GFM table found by `split_tables`: the cells as plain text, the header first."""
+
+    rows: tuple[tuple[str, ...], ...]  # every row as long as the header
+    alignments: tuple[_Alignment, ...]  # one per column, from the delimiter row
+    markdown: str  # the table as written, for when it must show as text
+
+
+def split_tables(markdown: str) -> list[str | MarkdownTable]:
+    """The Markdown in order: the lines between tables as Markdown, each table parsed.
+
+    Tables are found as `to_mrkdwn` finds them, so a table inside a code block stays code.
+    Joined by newlines, the text parts and the tables' `markdown` are the input again (with
+    line ends made `\\n` and control characters dropped), blank lines between tables too.
+    """
+    lines = _CONTROL.sub("", markdown.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+    parts: list[str | MarkdownTable] = []
+    text: list[str] = []
+    index = 0
+    while index < len(lines):
+        fence = _fence_opening(lines[index])
+        if fence is not None:
+            end, _ = _fenced_code(lines, index, fence)
+            text += lines[index:end]
+            index = end
+        elif _is_table_start(lines, index):
+            end, cells, alignments = _table_cells(lines, index)
+            if text:
+                parts.append("\n".join(text))
+            text = []
+            parts.append(
+                MarkdownTable(
+                    rows=tuple(tuple(row) for row in cells),
+                    alignments=tuple(alignments),
+                    markdown="\n".join(lines[index:end]),
+                )
+            )
+            index = end
+        else:
+            text.append(lines[index])
+            index += 1
+    if text:
+        parts.append("\n".join(text))
+    return parts
 
 
 def _tidy(elements: list[str]) -> str:
@@ -199,6 +247,16 @@ def _cells(line: str) -> list[str]:
 
 
 def _table(lines: list[str], start: int) -> tuple[int, str]:
+    index, plain, alignments = _table_cells(lines, start)
+    widths = [max(3, *(_display_width(row[col]) for row in plain)) for col in range(len(plain[0]))]
+    rendered = [_table_row(plain[0], widths, alignments)]
+    rendered.append("-+-".join("-" * width for width in widths))
+    rendered += [_table_row(row, widths, alignments) for row in plain[1:]]
+    return index, "\n".join(["```", *(escape(row) for row in rendered), "```"])
+
+
+def _table_cells(lines: list[str], start: int) -> tuple[int, list[list[str]], list[_Alignment]]:
+    """The table at `start`: the index after it, its cells as plain text, its alignments."""
     header = _cells(lines[start])
     alignments = [_alignment(cell) for cell in _cells(lines[start + 1])]
     rows = [header]
@@ -211,12 +269,7 @@ def _table(lines: list[str], start: int) -> tuple[int, str]:
     ):
         rows.append(_fit_row(_cells(lines[index]), len(header)))
         index += 1
-    plain = [[_inline(cell, "plain") for cell in row] for row in rows]
-    widths = [max(3, *(_display_width(row[col]) for row in plain)) for col in range(len(header))]
-    rendered = [_table_row(plain[0], widths, alignments)]
-    rendered.append("-+-".join("-" * width for width in widths))
-    rendered += [_table_row(row, widths, alignments) for row in plain[1:]]
-    return index, "\n".join(["```", *(escape(row) for row in rendered), "```"])
+    return index, [[_inline(cell, "plain") for cell in row] for row in rows], alignments
 
 
 def _fit_row(cells: list[str], columns: int) -> list[str]:
