@@ -137,19 +137,6 @@ def mark_stale(
     return staled
 
 
-def expire(session: Session, today: date) -> list[VerifiedAnswer]:
-    """Retire the active answers whose expiry date has come."""
-    due = [
-        verified
-        for verified in listed(session, VerifiedAnswerStatus.ACTIVE)
-        if verified.expires_on is not None and verified.expires_on <= today
-    ]
-    for verified in due:
-        verified.status = VerifiedAnswerStatus.RETIRED
-        verified.status_reason = f"expired on {verified.expires_on.isoformat()}"  # type: ignore[union-attr]
-    return due
-
-
 def record_reuse(session: Session, verified_id: int, when: datetime | None = None) -> None:
     session.execute(
         update(VerifiedAnswer)
