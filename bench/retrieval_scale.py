@@ -532,7 +532,7 @@ def _build_corpus(
     from retrieval.chunking import chunk_document
     from retrieval.ingest import index_signature, new_version_record, version_points
     from retrieval.loaders import load_document
-    from retrieval.payload import day_number
+    from retrieval.store import day_number
     from retrieval.versions import local_today
 
     files = write_markdown(synthetic_documents(size, plan.seed), scratch / f"docs-{size}")

@@ -20,15 +20,16 @@ from typing import IO, Any
 import qdrant_edge as edge
 
 from retrieval.errors import StoreBusyError, StoreUnavailableError
-from retrieval.payload import day_number
 from retrieval.store import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
     RRF_K,
     SPARSE_VECTOR,
     STORE_FORMAT,
-    VERIFIED_KIND,
+    AtMost,
     ClusterLayout,
+    Condition,
+    Equals,
     Hit,
     IndexKind,
     SparseVector,
@@ -286,32 +287,19 @@ def _hold_lock(path: Path, root: Path) -> IO[str]:
 
 
 def edge_filter(where: Where) -> edge.Filter:
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.doc_key is not None:
-        must.append(_match("doc_key", where.doc_key))
-    if where.version is not None:
-        must.append(_match("version", where.version))
-    if where.first_chunks:
-        must.append(_match("chunk_index", 0))
-    if where.in_force_on is not None:
-        day = day_number(where.in_force_on)
-        must.append(edge.FieldCondition("effective_from_day", range=edge.RangeFloat(lte=day)))
-        # A missing or null end never matches the range, so open versions stay.
-        must_not.append(edge.FieldCondition("effective_to_day", range=edge.RangeFloat(lte=day)))
-    if where.verified is True:
-        must.append(_match("kind", VERIFIED_KIND))
-    elif where.verified is False:
-        must_not.append(_match("kind", VERIFIED_KIND))
-    if where.verified_id is not None:
-        must.append(_match("verified_id", where.verified_id))
-    if where.audiences is not None:
-        must.append(edge.FieldCondition("audience", match=edge.MatchAny(sorted(where.audiences))))
-    return edge.Filter(must=must or None, must_not=must_not or None)
+    must, must_not = where.conditions()
+    return edge.Filter(
+        must=[_condition(c) for c in must] or None,
+        must_not=[_condition(c) for c in must_not] or None,
+    )
 
 
-def _match(key: str, value: str | int) -> edge.FieldCondition:
-    return edge.FieldCondition(key, match=edge.MatchValue(value))
+def _condition(condition: Condition) -> edge.FieldCondition:
+    if isinstance(condition, Equals):
+        return edge.FieldCondition(condition.key, match=edge.MatchValue(condition.value))
+    if isinstance(condition, AtMost):
+        return edge.FieldCondition(condition.key, range=edge.RangeFloat(lte=condition.value))
+    return edge.FieldCondition(condition.key, match=edge.MatchAny(list(condition.values)))
 
 
 def _nearest(vector: list[float] | SparseVector) -> edge.Query:

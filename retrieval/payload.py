@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from retrieval.documents import SECTION_SEPARATOR
-from retrieval.store import doc_key
+from retrieval.store import day_number, doc_key
 
 # Fixed namespace, so a chunk keeps its point id across runs and machines.
 _POINT_NAMESPACE = uuid.UUID("6f1d7c52-3b0e-4d6a-9a51-2f3c9e8b7d10")
@@ -68,11 +68,6 @@ class ChunkPayload(BaseModel):
 
     def to_store(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def day_number(day: date) -> int:
-    """A calendar day as an ordered integer: 2026-03-01 is 20260301."""
-    return day.year * 10_000 + day.month * 100 + day.day
 
 
 def point_id(doc_id: str, version: int, chunk_index: int) -> str:

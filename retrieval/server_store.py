@@ -12,15 +12,16 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from retrieval.payload import day_number
 from retrieval.store import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
     RRF_K,
     SPARSE_VECTOR,
     STORE_FORMAT,
-    VERIFIED_KIND,
+    AtMost,
     ClusterLayout,
+    Condition,
+    Equals,
     Hit,
     IndexKind,
     SparseVector,
@@ -228,33 +229,21 @@ class ServerStore:
 
 
 def server_filter(where: Where) -> models.Filter:
-    must: list[models.Condition] = []
-    must_not: list[models.Condition] = []
-    if where.doc_key is not None:
-        must.append(_match("doc_key", where.doc_key))
-    if where.version is not None:
-        must.append(_match("version", where.version))
-    if where.first_chunks:
-        must.append(_match("chunk_index", 0))
-    if where.in_force_on is not None:
-        day = day_number(where.in_force_on)
-        must.append(models.FieldCondition(key="effective_from_day", range=models.Range(lte=day)))
-        # A missing or null end never matches the range, so open versions stay.
-        must_not.append(models.FieldCondition(key="effective_to_day", range=models.Range(lte=day)))
-    if where.verified is True:
-        must.append(_match("kind", VERIFIED_KIND))
-    elif where.verified is False:
-        must_not.append(_match("kind", VERIFIED_KIND))
-    if where.verified_id is not None:
-        must.append(_match("verified_id", where.verified_id))
-    if where.audiences is not None:
-        audiences = sorted(where.audiences)
-        must.append(models.FieldCondition(key="audience", match=models.MatchAny(any=audiences)))
-    return models.Filter(must=must, must_not=must_not)
+    must, must_not = where.conditions()
+    return models.Filter(
+        must=[_condition(c) for c in must], must_not=[_condition(c) for c in must_not]
+    )
 
 
-def _match(key: str, value: str | int) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+def _condition(condition: Condition) -> models.FieldCondition:
+    if isinstance(condition, Equals):
+        match = models.MatchValue(value=condition.value)
+        return models.FieldCondition(key=condition.key, match=match)
+    if isinstance(condition, AtMost):
+        return models.FieldCondition(key=condition.key, range=models.Range(lte=condition.value))
+    return models.FieldCondition(
+        key=condition.key, match=models.MatchAny(any=list(condition.values))
+    )
 
 
 def _query_vector(vector: list[float] | SparseVector) -> list[float] | models.SparseVector:

@@ -106,6 +106,50 @@ class Where:
     def document(cls, doc_id: str, version: int | None = None) -> Where:
         return cls(doc_key=doc_key(doc_id), version=version)
 
+    def conditions(self) -> tuple[list[Condition], list[Condition]]:
+        """What must hold and what must not, for an engine to translate."""
+        must: list[Condition] = []
+        must_not: list[Condition] = []
+        if self.doc_key is not None:
+            must.append(Equals("doc_key", self.doc_key))
+        if self.version is not None:
+            must.append(Equals("version", self.version))
+        if self.first_chunks:
+            must.append(Equals("chunk_index", 0))
+        if self.in_force_on is not None:
+            day = day_number(self.in_force_on)
+            must.append(AtMost("effective_from_day", day))
+            # A missing or null end never matches the range, so open versions stay.
+            must_not.append(AtMost("effective_to_day", day))
+        if self.verified is not None:
+            (must if self.verified else must_not).append(Equals("kind", VERIFIED_KIND))
+        if self.verified_id is not None:
+            must.append(Equals("verified_id", self.verified_id))
+        if self.audiences is not None:
+            must.append(AnyOf("audience", tuple(sorted(self.audiences))))
+        return must, must_not
+
+
+@dataclass(frozen=True)
+class Equals:
+    key: str
+    value: str | int
+
+
+@dataclass(frozen=True)
+class AtMost:
+    key: str
+    value: int
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    key: str
+    values: tuple[str, ...]
+
+
+Condition = Equals | AtMost | AnyOf
+
 
 @dataclass(frozen=True)
 class StoreShape:
@@ -196,6 +240,11 @@ class PolicyStore(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+def day_number(day: date) -> int:
+    """A calendar day as an ordered integer: 2026-03-01 is 20260301."""
+    return day.year * 10_000 + day.month * 100 + day.day
 
 
 def doc_key(doc_id: str) -> str:

@@ -15,9 +15,8 @@ from datetime import date, datetime
 from typing import Any
 
 from retrieval.embedding import Embedder
-from retrieval.payload import day_number
 from retrieval.sparse import document_vector
-from retrieval.store import VERIFIED_KIND, PolicyStore, StorePoint, Where
+from retrieval.store import VERIFIED_KIND, PolicyStore, StorePoint, Where, day_number
 
 _POINT_NAMESPACE = uuid.UUID("2b7e4f0c-9a55-4c1e-8d0b-6f3e2a1c9d47")
 # Verified answers have no start date: they answer from the day they are saved.

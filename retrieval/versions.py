@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from retrieval.payload import ChunkPayload, day_number
-from retrieval.store import PolicyStore, Where, doc_key
+from retrieval.payload import ChunkPayload
+from retrieval.store import PolicyStore, Where, day_number, doc_key
 
 
 @dataclass(frozen=True)
