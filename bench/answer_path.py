@@ -3,7 +3,8 @@ message, with `dispatchbot run --mode http`, the mock Slack Web API and a real v
 
 Questions are asked one at a time, each in a new thread; the next is sent once the previous
 answer's final message has reached the mock. Milestones come from the mock's arrival times
-(the placeholder, the first edit with answer text, the final message); the split comes from
+(the first sign: Slack's status or the placeholder; the first answer words; the final
+message with its buttons); the split comes from
 the bot's log: the assistant's stage timings ("answered ... retrieval_ms= model_ms="), the
 model client's TTFT and token counts ("generated ..."), and slack_sdk's lines around each
 Web API request, which time every Slack call from the bot's side.
@@ -67,7 +68,7 @@ class AnswerTrace:
     ack_ms: float
     first_sign_ms: float
     first_token_ms: float  # the model's first token, in the bot
-    first_text_ms: float  # the first edit with answer text, at Slack
+    first_text_ms: float  # the first answer words (streamed, or edited in), at Slack
     final_ms: float
     model_ttft_ms: float  # the model client's own TTFT (request -> first token)
     stages: dict[str, float]  # LOGGED_STAGES names (NaN when not logged), SLACK, OTHER
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             debug_loggers=[WEB_API_LOGGER],
             policies=policies,
             keep_log=args.bot_log,
+            reply=args.reply,
         ) as bot,
     ):
         # Not measured: the first answer pays first-use costs (the embedder's first batch).
@@ -150,7 +152,7 @@ def trace_answer(
     from serving.assistant import NO_GENERATION
 
     assert timeline.final is not None, "run() checked every answer finished"
-    assert timeline.first_sign is not None, "a final message follows a placeholder"
+    assert timeline.first_sign is not None, "a final message follows a first sign"
     start, end = ack.sent_at, timeline.final
     # The final call's response line comes just after the mock stamped the final message.
     window = [line for line in lines if start <= line.at <= end + 1.0]
@@ -209,9 +211,12 @@ def _result(
 ) -> BenchResult:
     milestones = [
         ("ack (HTTP 200)", [t.ack_ms for t in traces]),
-        ("first visible sign (placeholder at Slack)", [t.first_sign_ms for t in traces]),
+        (
+            "first visible sign (status, or placeholder, at Slack)",
+            [t.first_sign_ms for t in traces],
+        ),
         ("first token from the model (in the bot)", [t.first_token_ms for t in traces]),
-        ("first answer text at Slack (first edit)", [t.first_text_ms for t in traces]),
+        ("first answer words at Slack", [t.first_text_ms for t in traces]),
         ("final message at Slack", [t.final_ms for t in traces]),
         ("model TTFT (request -> first token)", [t.model_ttft_ms for t in traces]),
     ]

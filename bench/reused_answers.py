@@ -119,10 +119,11 @@ def _from_verified(bot: RunningBot, thread_ts: str) -> bool:
     messages = {
         str(call.response.get("ts"))
         for call in bot.slack.calls
-        if call.method == "chat.postMessage" and call.args.get("thread_ts") == thread_ts
+        if call.method in ("chat.postMessage", "chat.startStream")
+        and call.args.get("thread_ts") == thread_ts
     }
     return any(
-        call.method == "chat.update"
+        call.method in ("chat.update", "chat.stopStream")
         and call.args.get("ts") in messages
         and f"<@{AUTHOR}>" in json.dumps(call.args.get("blocks"))
         for call in bot.slack.calls

@@ -51,7 +51,13 @@ POLICIES = REPO_ROOT / "examples" / "policies"
 EVAL_QUESTIONS = REPO_ROOT / "examples" / "eval" / "retrieval.jsonl"
 EVENTS_PATH = "/slack/events"
 # The bot's settings a result records (the others are the defaults, or secrets).
-_SHOWN_SETTINGS = ("LLM_BASE_URL", "LLM_MODEL", "LLM_MAX_TOKENS", "LOG_LEVEL")
+_SHOWN_SETTINGS = (
+    "LLM_BASE_URL",
+    "LLM_MODEL",
+    "LLM_MAX_TOKENS",
+    "LOG_LEVEL",
+    "SLACK_NATIVE_STREAMING",
+)
 # slack_sdk logs each Web API request under the logger the bot gives its WebClient; Bolt
 # logs each middleware it applies and the response it sends under the app's logger.
 WEB_API_LOGGER = "dispatchbot.slack_api"
@@ -87,6 +93,13 @@ def add_bot_arguments(
     )
     parser.add_argument(
         "--bot-log", type=Path, default=None, help="keep the bot's log in this file"
+    )
+    parser.add_argument(
+        "--reply",
+        choices=("agent", "placeholder"),
+        default="agent",
+        help="how answers appear: Slack's agent methods (the default) or a placeholder the "
+        "bot edits (SLACK_NATIVE_STREAMING=false)",
     )
 
 
@@ -149,6 +162,7 @@ def running_bot(
     keep_log: Path | None = None,
     startup_timeout_s: float = 180,
     prepare: Callable[[Path], None] | None = None,
+    reply: str = "agent",
 ) -> Iterator[RunningBot]:
     """Start the mock Slack and the bot (store migrated, policies ingested); stop both after.
 
@@ -156,11 +170,13 @@ def running_bot(
     DEBUG in the bot (WEB_API_LOGGER, BOLT_LOGGER). The bot's log is
     `RunningBot.stop().log`, and is copied to `keep_log` at the end when that is given.
     `prepare` gets the data dir once the policies are in, before the bot holds the store.
+    `reply` "placeholder" turns Slack's agent methods off (SLACK_NATIVE_STREAMING=false).
     """
     slack = MockSlack().start()
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchbot-bench-slack-"))
     try:
         env = _bot_env(data_dir, slack.api_url, llm_url, max_tokens)
+        env["SLACK_NATIVE_STREAMING"] = "true" if reply == "agent" else "false"
         _create_store(data_dir)
         _dispatchbot(["ingest", *(str(path.resolve()) for path in policies)], env, data_dir)
         if prepare is not None:
@@ -397,11 +413,12 @@ class ThreadTimeline:
     """When each step of one answer reached Slack (time.monotonic(), None: not yet)."""
 
     thread_ts: str
-    first_sign: float | None = None  # the placeholder
-    first_text: float | None = None  # the first edit with answer text (streamed or final)
+    first_sign: float | None = None  # the status, the stream's start or the placeholder
+    first_text: float | None = None  # the first answer text (streamed, edited or final)
     final: float | None = None  # the message with the feedback buttons
     failed: float | None = None  # the apology instead of an answer
-    calls: int = 0
+    calls: int = 0  # Web API calls made for the answer
+    rate_limited: int = 0  # of them, answered with HTTP 429
 
     @property
     def done(self) -> bool:
@@ -415,30 +432,57 @@ class ThreadTimeline:
         return end is None or end > moment
 
 
+_STREAM_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream")
+
+
 def thread_timelines(
     calls: Sequence[SlackCall], thread_tss: Sequence[str]
 ) -> dict[str, ThreadTimeline]:
-    """What the mock saw of each thread. An edit names only its message, so messages the
-    bot posted in a thread are mapped back to the thread through their `ts`."""
+    """What the mock saw of each thread, on either way of answering (Slack's agent methods,
+    or a placeholder and its edits). A stream's appends and an edit name only their message,
+    so messages the bot started in a thread are mapped back to the thread through their ts."""
     wanted = set(thread_tss)
     thread_of_message: dict[str, str] = {}
-    found: dict[str, dict[str, Any]] = {ts: {"calls": 0} for ts in thread_tss}
+    found: dict[str, dict[str, Any]] = {ts: {"calls": 0, "rate_limited": 0} for ts in thread_tss}
     for call in calls:
-        if call.method == "chat.postMessage" and call.args.get("thread_ts") in wanted:
+        in_thread = call.args.get("thread_ts") in wanted
+        if call.method == "assistant.threads.setStatus" and in_thread:
             thread = str(call.args["thread_ts"])
-            thread_of_message[str(call.response.get("ts"))] = thread
-            _note(found[thread], "first_sign", call.at)
-        elif call.method == "chat.update" and call.args.get("ts") in thread_of_message:
+            if call.response.get("ok"):
+                _note(found[thread], "first_sign", call.at)
+        elif call.method in ("chat.postMessage", "chat.startStream") and in_thread:
+            thread = str(call.args["thread_ts"])
+            if call.response.get("ok"):
+                thread_of_message[str(call.response.get("ts"))] = thread
+                _note(found[thread], "first_sign", call.at)
+        elif call.method in ("chat.update", *_STREAM_METHODS):
+            if call.args.get("ts") not in thread_of_message:
+                continue
             thread = thread_of_message[str(call.args["ts"])]
-            _note(found[thread], "first_text", call.at)
         else:
             continue
         found[thread]["calls"] += 1
+        if call.response.get("_http_status") == 429:
+            found[thread]["rate_limited"] += 1
+            continue
+        if call.method == "chat.update" or _streams_text(call):
+            _note(found[thread], "first_text", call.at)
         if has_buttons(call):
+            _note(found[thread], "first_text", call.at)
             _note(found[thread], "final", call.at)
         elif str(call.args.get("text", "")).startswith(FAILURE_TEXT):
             _note(found[thread], "failed", call.at)
     return {ts: ThreadTimeline(ts, **values) for ts, values in found.items()}
+
+
+def _streams_text(call: SlackCall) -> bool:
+    if call.method not in _STREAM_METHODS:
+        return False
+    chunks = call.args.get("chunks") or []
+    return bool(call.args.get("markdown_text")) or any(
+        chunk.get("type") == "markdown_text" and str(chunk.get("text", "")).strip()
+        for chunk in chunks
+    )
 
 
 def _note(values: dict[str, Any], key: str, at: float) -> None:

@@ -68,7 +68,10 @@ class LoadLevel:
     failed: int
     answers_per_min: float
     final_s: list[float]  # event sent -> final message, per completed answer
-    edits_per_min: float  # chat.update calls the bot made, over the same span
+    first_sign_s: list[float]  # event sent -> status, stream start or placeholder
+    first_text_s: list[float]  # event sent -> first answer words in Slack
+    calls_per_answer: list[int]  # Web API calls each completed answer made
+    rate_limited: int  # calls the mock answered with 429 (Slack's rate tiers)
     listen_overflows: int | None  # connections the kernel's listen queues turned away
 
 
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             policies=policies,
             debug_loggers=[BOLT_LOGGER],
             keep_log=args.bot_log,
+            reply=args.reply,
         ) as bot,
     ):
         _warm_up(bot, args.timeout)
@@ -169,7 +173,7 @@ def measure_load(
     sent_at = {ack.thread_ts: ack.sent_at for ack in [*idle_acks, *busy_acks]}
     last_final = max(finals.values(), default=math.nan)
     span_min = (last_final - first_sent) / 60
-    edits = [c for c in bot.slack.calls_to("chat.update") if first_sent <= c.at <= last_final]
+    done = [timelines[ts] for ts in finals]
     return LoadLevel(
         load=load,
         idle_acks=idle_acks,
@@ -180,7 +184,10 @@ def measure_load(
         failed=sum(t.failed is not None and t.final is None for t in timelines.values()),
         answers_per_min=len(finals) / span_min if finals else 0.0,
         final_s=[final - sent_at[ts] for ts, final in finals.items()],
-        edits_per_min=len(edits) / span_min if finals else math.nan,
+        first_sign_s=[t.first_sign - sent_at[t.thread_ts] for t in done if t.first_sign],
+        first_text_s=[t.first_text - sent_at[t.thread_ts] for t in done if t.first_text],
+        calls_per_answer=[t.calls for t in done],
+        rate_limited=sum(t.rate_limited for t in timelines.values()),
         listen_overflows=(
             None
             if overflows_before is None or overflows_after is None
@@ -226,9 +233,13 @@ def _result(
             level.completed,
             level.failed,
             level.answers_per_min,
+            percentile(level.first_sign_s, 50) * 1000,
+            percentile(level.first_text_s, 50),
             percentile(level.final_s, 50),
             percentile(level.final_s, 95),
-            level.edits_per_min,
+            percentile(level.calls_per_answer, 50),
+            max(level.calls_per_answer, default=math.nan),
+            level.rate_limited,
             "-" if level.listen_overflows is None else level.listen_overflows,
         ]
         for level in levels
@@ -245,9 +256,11 @@ def _result(
         "large N include that wait; answers/min = completed / (last final - first event sent).",
         "The mock Web API answers in about a millisecond; real Slack adds a network round trip "
         "to every call, which delays answers but not acks (acks make no Web API call).",
-        "chat.update/min: the bot's edits of streaming answers per minute; Slack's Tier 3 "
-        "allows about 50 a minute, so past that real Slack answers 429 and the bot waits "
-        "(Retry-After) inside the answer.",
+        "Web API calls/answer: every call made for one answer (status, stream start, appends, "
+        "stop; or placeholder, edits, final edit). 429s: calls the mock refused with HTTP 429: "
+        "it keeps each method within Slack's rate tier per workspace (a minute's calls, bursts "
+        "up to it allowed; chat.postMessage and chat.startStream about one a second per "
+        "channel), as Slack does.",
         "in Bolt: from Bolt's first middleware to its response, in the bot (its DEBUG lines, "
         "on for this run: about a dozen per request). The event-id dedupe write runs after "
         "the ack, in the lazy listener, so it is not part of an ack.",
@@ -282,9 +295,13 @@ def _result(
                     "completed",
                     "failed",
                     "answers/min",
+                    "first sign p50 ms",
+                    "first words p50 s",
                     "final p50 s",
                     "final p95 s",
-                    "chat.update/min",
+                    "calls/answer p50",
+                    "calls/answer max",
+                    "429s",
                     "listen overflows",
                 ],
                 answer_rows,
@@ -301,6 +318,7 @@ def _result(
             "store": "SQLite in a scratch data folder (the default store)",
             "questions": "examples/eval/retrieval.jsonl less sensitive and ask-for-a-person ones",
             "warm_up": "one answer before the first load level, not measured",
+            "reply": args.reply,
         },
         notes=notes,
     )
@@ -327,6 +345,8 @@ def _findings(levels: Sequence[LoadLevel]) -> dict[str, Any]:
         f"ack_p99_ms_during_generation_at_n{top.load}": p99,
         f"ack_max_ms_during_generation_at_n{top.load}": max(busy_ms),
         f"answers_per_min_at_n{top.load}": top.answers_per_min,
+        f"calls_per_answer_p50_at_n{top.load}": percentile(top.calls_per_answer, 50),
+        "rate_limited_calls": sum(level.rate_limited for level in levels),
         "answers_completed": sum(level.completed for level in levels),
         "answers_sent": sum(level.sent for level in levels),
     }

@@ -22,6 +22,8 @@ from typing import Any
 
 from bot.mrkdwn import MarkdownTable, escape, link, split_tables, to_mrkdwn
 
+FEEDBACK = "answer_feedback"  # Slack's own 👍/👎 (feedback_buttons) under an answer
+# The ordinary 👍 and 👎 buttons of answers posted before the feedback buttons; still handled.
 FEEDBACK_UP = "feedback_up"
 FEEDBACK_DOWN = "feedback_down"
 ASK_PERSON = "ask_person"
@@ -140,7 +142,7 @@ def answer_messages(
         pieces.append(context_block(credit_line(credit)))
     if quote is not None:
         pieces += _quote_pieces(quote)
-    tail = [{"type": "divider"}, *sources_blocks(sources), _feedback_actions(answer_id)]
+    tail = [{"type": "divider"}, *sources_blocks(sources), *feedback_blocks(answer_id)]
     messages: list[list[dict[str, Any]]] = [[]]
     for piece in pieces:
         for block in _choose(piece, messages[-1]):
@@ -415,7 +417,7 @@ def _source_line_body(source: SourceRef) -> str:
     title = shorten(" ".join(source.title.split()) or "Untitled", SOURCE_FIELD_LIMIT)
     label = link(source.url, title) if source.url else escape(title)
     head = f"*{label}*"
-    section = _specific_section(source.title, source.section)
+    section = specific_section(source.title, source.section)
     if section:
         head += f" › {escape(shorten(section, SOURCE_FIELD_LIMIT))}"
     return f"{head} · v{source.version} · effective since {_day(source.effective_from)}"
@@ -426,7 +428,7 @@ def _day(day: date) -> str:
     return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
-def _specific_section(title: str, section: str) -> str:
+def specific_section(title: str, section: str) -> str:
     # The path starts with the document title, which the line already shows.
     parts = [part.strip() for part in re.split(r"\s+>\s+|›", section) if part.strip()]
     if parts and parts[0].casefold() == title.strip().casefold():
@@ -434,17 +436,39 @@ def _specific_section(title: str, section: str) -> str:
     return " › ".join(parts[-2:])
 
 
-def _feedback_actions(answer_id: int) -> dict[str, Any]:
-    value = str(answer_id)
-    return {
-        "type": "actions",
-        "block_id": f"answer:{answer_id}",
-        "elements": [
-            button("👍", FEEDBACK_UP, value, "This answer helped"),
-            button("👎", FEEDBACK_DOWN, value, "This answer did not help"),
-            button("Ask a person", ASK_PERSON, value, "Ask a dispatcher instead"),
-        ],
+def feedback_blocks(answer_id: int) -> list[dict[str, Any]]:
+    """Slack's 👍/👎 under the answer, then the button that hands the thread to people."""
+    feedback = {
+        "type": "feedback_buttons",
+        "action_id": FEEDBACK,
+        "positive_button": {
+            "text": plain_text("Helpful"),
+            "value": feedback_value(1, answer_id),
+            "accessibility_label": "This answer helped",
+        },
+        "negative_button": {
+            "text": plain_text("Not helpful"),
+            "value": feedback_value(-1, answer_id),
+            "accessibility_label": "This answer did not help",
+        },
     }
+    ask = button("Ask a person", ASK_PERSON, str(answer_id), "Ask a dispatcher instead")
+    return [
+        {"type": "context_actions", "block_id": f"feedback:{answer_id}", "elements": [feedback]},
+        {"type": "actions", "block_id": f"answer:{answer_id}", "elements": [ask]},
+    ]
+
+
+def feedback_value(vote: int, answer_id: int) -> str:
+    return f"{'up' if vote > 0 else 'down'}:{answer_id}"
+
+
+def parse_feedback_value(value: object) -> tuple[int, int]:
+    """(vote, answer id) of a feedback button's value; ValueError when it is not one."""
+    direction, _, answer_id = str(value).partition(":")
+    if direction not in ("up", "down"):
+        raise ValueError(f"not a feedback button's value: {value!r}")
+    return (1 if direction == "up" else -1), int(answer_id)
 
 
 def button(text: str, action_id: str, value: str, accessibility_label: str) -> dict[str, Any]:

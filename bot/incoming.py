@@ -40,6 +40,8 @@ class Question:
     ts: str  # the question's message
     thread_ts: str  # the thread the answer goes into: the question's own, or its parent's
     is_direct_message: bool
+    # "im", "mpim", "group" or "channel": what Slack allows can differ by kind of channel.
+    channel_type: str
     in_thread: bool  # a reply inside an existing thread
     mentions_bot: bool
     mentions_someone_else: bool
@@ -86,10 +88,19 @@ def question_from_event(
         ts=ts,
         thread_ts=thread_ts if isinstance(thread_ts, str) else ts,
         is_direct_message=event.get("channel_type") == "im" or channel_id.startswith("D"),
+        channel_type=_channel_type(event, channel_id),
         in_thread=in_thread,
         mentions_bot=bot_user_id in mentioned,
         mentions_someone_else=bool(mentioned - {bot_user_id}),
     )
+
+
+def _channel_type(event: dict[str, Any], channel_id: str) -> str:
+    # Message events name it; mentions do not, and the id's first letter tells the kind.
+    named = event.get("channel_type")
+    if isinstance(named, str) and named:
+        return named
+    return {"D": "im", "G": "group"}.get(channel_id[:1], "channel")
 
 
 def plain_text(slack_text: str, bot_user_id: str | None) -> str:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bot.access import AudiencePolicy
+from bot.replies import StreamingSupport
+from bot.slack_pacing import SlackPacing
 from retrieval.client import open_store
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
@@ -35,9 +37,13 @@ class Services:
     search: PolicySearch
     # Built from the settings: one per process, so user group lookups are cached once.
     access: AudiencePolicy = field(init=False)
+    # What Slack allows and how much of its rate tiers is used: one per process.
+    streaming: StreamingSupport = field(init=False, default_factory=StreamingSupport)
+    pacing: SlackPacing = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "access", AudiencePolicy.from_settings(self.settings))
+        object.__setattr__(self, "pacing", SlackPacing(share=self.settings.slack_pacing_share))
 
 
 def assistant_settings(settings: Settings) -> AssistantSettings:

@@ -141,14 +141,32 @@ class QuestionNotRecorded(Exception):
     and nothing was searched or generated."""
 
 
-class AssistantStream:
-    """Iterate for text chunks as they stream; `result` is the recorded answer afterwards."""
+@dataclass(frozen=True)
+class SourcesFound:
+    """Search has run: what the answer will draw on, before the model writes a word."""
 
-    def __init__(self, chunks: Iterator[str | AssistantAnswer]) -> None:
+    results: tuple[SearchResult, ...]
+    covered: bool  # close enough to answer from; False: the answer will say it is not covered
+
+
+# What an answer's stream carries before its result: text as it passes its checks, and steps.
+Progress = str | SourcesFound
+
+
+class AssistantStream:
+    """Iterate for text chunks as they stream, or `events()` for the steps between them too;
+    `result` is the recorded answer afterwards."""
+
+    def __init__(self, chunks: Iterator[Progress | AssistantAnswer]) -> None:
         self._chunks = chunks
         self._result: AssistantAnswer | None = None
 
     def __iter__(self) -> Iterator[str]:
+        for item in self.events():
+            if isinstance(item, str):
+                yield item
+
+    def events(self) -> Iterator[Progress]:
         for item in self._chunks:
             if isinstance(item, AssistantAnswer):
                 self._result = item
@@ -223,7 +241,7 @@ class Assistant:
         slack_ts: str | None,
         reply_ts: str | None,
         audiences: Collection[str] | None,
-    ) -> Iterator[str | AssistantAnswer]:
+    ) -> Iterator[Progress | AssistantAnswer]:
         try:
             turn = self._record_question(question, thread, user_id, slack_ts, reply_ts, audiences)
         except SQLAlchemyError as error:
@@ -245,8 +263,10 @@ class Assistant:
         # The closest evidence, wherever fusion ranked it: chunks tied on their fused score
         # come in either order, and the first may be the far one.
         confidence = max((result.relevance for result in results), default=None)
+        covered = confidence is not None and confidence >= self._settings.min_relevance
+        yield SourcesFound(tuple(results), covered)
 
-        if confidence is None or confidence < self._settings.min_relevance:
+        if not covered:
             yield NOT_COVERED
             not_covered = AnswerRecord(
                 text=NOT_COVERED,

@@ -23,6 +23,10 @@ EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx"
 
 DEFAULT_DATA_DIR = Path("var")
+DEFAULT_SUGGESTED_PROMPTS = (
+    "Who approves a 30,000 lb load?",
+    "What's the SLA on a priority-1 reefer ticket?",
+)
 DEFAULT_ESCALATION_PHRASES = (
     "talk to a human",
     "talk to a person",
@@ -308,16 +312,34 @@ class Settings(BaseSettings):
         ),
     )
     slack_native_streaming: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Stream answers with Slack's chat.startStream/appendStream/stopStream instead of "
-            "updating a placeholder message; needs a workspace that has them."
+            "Show a status, the steps and the streamed answer with Slack's agent methods "
+            "(assistant.threads.setStatus, chat.startStream/appendStream/stopStream). Where a "
+            "workspace or a kind of channel refuses them, the bot notices and posts a "
+            "placeholder it edits instead; false: always the placeholder."
         ),
     )
     slack_update_interval_s: float = Field(
         default=1.0,
         ge=0.1,
-        description="Least time between two edits of a streaming answer (chat.update is Tier 3).",
+        description="Least time between two refreshes of one streaming answer.",
+    )
+    slack_pacing_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Share of Slack's per-workspace rate tiers this process may use for refreshing "
+            "streamed answers; with N replicas on one workspace, 1/N."
+        ),
+    )
+    slack_suggested_prompts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SUGGESTED_PROMPTS),
+        description=(
+            "Questions offered on the Messages tab before the most asked ones (a JSON list, "
+            "or comma-separated when no prompt holds a comma); Slack shows four at most."
+        ),
     )
     bot_http_port: int = Field(
         default=3000, ge=1, le=65535, description="Port of `dispatchbot run --mode http`."
@@ -455,6 +477,7 @@ class Settings(BaseSettings):
         "escalation_phrases",
         "escalation_sensitive_terms",
         "audience_default",
+        "slack_suggested_prompts",
         mode="before",
     )
     @classmethod

@@ -28,6 +28,11 @@ from bot.home_blocks import (
     admin_home_view,
     member_home_view,
 )
+from bot.messages_tab import PROMPTS_TITLE, choose_prompts
+from bot.replies import LOADING_MESSAGES, STATUS, footer_blocks
+from bot.steps import CHECK_PASSED, check_done, found_steps
+from serving.assistant import SourcesFound
+from serving.escalation_rules import EscalationRules
 from store.insights import (
     AdapterComparison,
     AdapterStanding,
@@ -38,6 +43,7 @@ from store.insights import (
     StoreInsights,
     WaitingEscalation,
 )
+from store.settings import Settings
 
 console = Console(soft_wrap=True)
 
@@ -80,6 +86,10 @@ ANSWER = (
 )
 
 
+# Questions people asked most, as the Messages tab offers them after the configured ones.
+MOST_ASKED = ["Who do I call when a reefer temperature alarm goes off?"]
+
+
 def sample_files() -> dict[str, dict[str, Any]]:
     """Each file's name and JSON, built by the bot's own block builders."""
     quote = QuoteRef(markdown=LOAD_APPROVAL_TABLE, is_table=True, source=LOAD_APPROVAL)
@@ -100,11 +110,32 @@ def sample_files() -> dict[str, dict[str, Any]]:
             sources=(LOAD_APPROVAL, HAZMAT),
         )
     )
+    settings = Settings(_env_file=None)
+    rules = EscalationRules(settings.escalation_phrases, settings.escalation_sensitive_terms)
     return {
         "answer.json": {"blocks": messages[0].blocks},
+        "streamed-answer.json": _streamed_answer(messages[0].blocks),
         "escalation-card.json": {"blocks": card.blocks},
-        "messages-tab.json": member_home_view(BOT_USER_ID, "talk to dispatch"),
+        "messages-tab.json": {
+            "title": PROMPTS_TITLE,
+            "prompts": choose_prompts(settings.slack_suggested_prompts, MOST_ASKED, rules),
+        },
+        "member-home-tab.json": member_home_view(BOT_USER_ID, "talk to dispatch"),
         "home-tab.json": admin_home_view(_admin_home()),
+    }
+
+
+def _streamed_answer(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same answer as Slack's agent methods show it: status, steps, text, the end."""
+    found = SourcesFound(results=(), covered=True)
+    return {
+        "assistant.threads.setStatus": {"status": STATUS, "loading_messages": LOADING_MESSAGES},
+        "chat.startStream": {"chunks": found_steps(found, [LOAD_APPROVAL, HAZMAT])},
+        "chat.appendStream": {"chunks": [{"type": "markdown_text", "text": ANSWER}]},
+        "chat.stopStream": {
+            "chunks": [check_done(CHECK_PASSED)],
+            "blocks": footer_blocks(blocks),
+        },
     }
 
 
@@ -127,8 +158,9 @@ def slack_docs(
         ),
     ] = DEFAULT_OUT,
 ) -> None:
-    """Write the Block Kit JSON of a typical answer, an escalation card, the Messages tab and
-    the Home tab, for Block Kit Builder: what people see in Slack, without Slack.
+    """Write the Block Kit JSON of a typical answer (and its streamed form), an escalation
+    card, the Messages tab's prompts and the Home tabs: what people see in Slack, without
+    Slack.
 
     Built by the bot's own block builders from fixed sample data: run it again after
     changing a builder, and commit the files."""

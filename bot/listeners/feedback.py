@@ -13,12 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.blocks import (
+    FEEDBACK,
     FEEDBACK_DOWN,
     FEEDBACK_REASON_VIEW,
     FEEDBACK_UP,
     feedback_ack_text,
     feedback_reason_modal,
     parse_feedback_reason,
+    parse_feedback_value,
     reason_ack_text,
 )
 from bot.escalation import Handoff
@@ -39,18 +41,33 @@ NOT_SAVED = (
 
 
 def register(app: App, services: Services, ack: Callable[..., None]) -> None:
+    def vote(
+        body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """Slack's feedback buttons: one action, the vote in the clicked button's value."""
+        value, answer_id = parse_feedback_value(action.get("value"))
+        click = ButtonClick.from_body(body, {**action, "value": answer_id})
+        if value > 0:
+            _vote_up(click, client, context)
+        else:
+            _vote_down(click, client, context)
+
     def vote_up(
         body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
-        click = ButtonClick.from_body(body, action)
-        asker = _Asker.of(client, click)
-        if _store_vote(services, asker, context, click.answer_id, value=1):
-            asker.tell(feedback_ack_text(1))
+        _vote_up(ButtonClick.from_body(body, action), client, context)
 
     def vote_down(
         body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
-        click = ButtonClick.from_body(body, action)
+        _vote_down(ButtonClick.from_body(body, action), client, context)
+
+    def _vote_up(click: ButtonClick, client: WebClient, context: BoltContext) -> None:
+        asker = _Asker.of(client, click)
+        if _store_vote(services, asker, context, click.answer_id, value=1):
+            asker.tell(feedback_ack_text(1))
+
+    def _vote_down(click: ButtonClick, client: WebClient, context: BoltContext) -> None:
         # The modal first: its trigger_id expires 3 s after the click.
         if click.trigger_id:
             client.views_open(
@@ -78,6 +95,7 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
         if stored:
             asker.tell(reason_ack_text(reason))
 
+    app.action(FEEDBACK)(ack=ack, lazy=[vote])
     app.action(FEEDBACK_UP)(ack=ack, lazy=[vote_up])
     app.action(FEEDBACK_DOWN)(ack=ack, lazy=[vote_down])
     app.view(FEEDBACK_REASON_VIEW)(ack=ack, lazy=[store_reason])

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import verified
 from bot.home import home_view
 from bot.home_blocks import VERIFIED_APPROVE, VERIFIED_RETIRE
+from bot.messages_tab import PROMPTS_TITLE, suggested_prompts
 from bot.middleware import REQUEST_ID, new_request_id
 from bot.services import Services
 
@@ -22,8 +23,13 @@ logger = logging.getLogger(__name__)
 def register(app: App, services: Services, ack: Callable[..., None]) -> None:
     def publish_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         user_id = event.get("user")
-        if event.get("tab") != "home" or not isinstance(user_id, str):
-            return  # the Messages tab (or no one opened it): nothing to publish
+        if not isinstance(user_id, str):
+            return
+        if event.get("tab") == "messages":
+            greet(event, user_id, client, context)
+            return
+        if event.get("tab") != "home":
+            return
         reference = str(context.get(REQUEST_ID) or new_request_id())
         view = home_view(services, user_id, bot_user_id=context.bot_user_id, reference=reference)
         try:
@@ -31,6 +37,27 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
         except SlackApiError:
             logger.exception(
                 "could not publish the App Home user=%s request=%s", user_id, reference
+            )
+
+    def greet(event: dict[str, Any], user_id: str, client: WebClient, context: BoltContext) -> None:
+        """The Messages tab: prompts to start from, in the reader's direct message."""
+        channel_id = event.get("channel")
+        if not isinstance(channel_id, str):
+            return
+        prompts = suggested_prompts(
+            services, team_id=context.team_id or "", user_id=user_id, client=client
+        )
+        if not prompts:
+            return
+        try:
+            client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel_id, title=PROMPTS_TITLE, prompts=prompts
+            )
+        except SlackApiError as error:
+            logger.warning(
+                "could not set the suggested prompts user=%s: %s",
+                user_id,
+                error.response.get("error", error),
             )
 
     def review_verified(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:

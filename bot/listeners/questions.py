@@ -29,11 +29,12 @@ from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
 from bot.incoming import Question, question_from_event
 from bot.middleware import REQUEST_ID, new_request_id
 from bot.rate_limits import LimitReached, RateLimits, limit_reached
-from bot.replies import NativeStreamReply, PlaceholderReply, Reply
+from bot.replies import AgentReply, PlaceholderReply, Reply, ReplyTarget
 from bot.services import Services
 from bot.spool import QuestionSpool, SpooledQuestion
+from bot.steps import checked_step
 from retrieval.search import SearchResult
-from serving.assistant import AssistantAnswer, QuestionNotRecorded
+from serving.assistant import AssistantAnswer, QuestionNotRecorded, SourcesFound
 from serving.escalation_rules import EscalationRules
 from serving.passages import BlockKind, Passage
 from store import repository
@@ -504,10 +505,13 @@ def stream_answer(
             # Who will read the answer decides which policies it may draw on.
             audiences=services.access.audiences_for(question, client),
         )
-        for chunk in stream:
+        for event in stream.events():
+            if isinstance(event, SourcesFound):
+                reply.step(event, [source_ref(result) for result in event.results])
+                continue
             if not shown:
                 metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
-            shown += chunk
+            shown += event
             reply.update(shown)
         answer = stream.result
         if not shown:  # nothing passed its checks while streaming: the final text is the first
@@ -516,7 +520,7 @@ def stream_answer(
         quote = quote_ref(answer.quote, answer.declined) if answer.quote is not None else None
         credit = CreditRef(answer.credit.author, answer.credit.day) if answer.credit else None
         messages = answer_messages(answer.text, sources, answer.answer_id, quote, credit)
-        reply.finish(answer.text, messages)
+        reply.finish(answer.text, messages, checked_step(answer))
     except QuestionNotRecorded:
         _keep_for_later(question, request_id, reply.fail, keep)
         return None
@@ -567,19 +571,17 @@ def quote_ref(passage: Passage, closest_only: bool) -> QuoteRef:
 
 def _reply_for(question: Question, client: WebClient, services: Services) -> Reply:
     settings = services.settings
-    if settings.slack_native_streaming:
-        return NativeStreamReply(
-            client,
-            channel_id=question.channel_id,
-            thread_ts=question.thread_ts,
-            question_ts=question.ts,
-            team_id=question.team_id,
-            user_id=question.user_id,
-            interval_s=settings.slack_update_interval_s,
-        )
-    return PlaceholderReply(
+    target = ReplyTarget(
         client,
+        team_id=question.team_id,
         channel_id=question.channel_id,
+        channel_type=question.channel_type,
         thread_ts=question.thread_ts,
-        interval_s=settings.slack_update_interval_s,
+        user_id=question.user_id,
     )
+    interval_s = settings.slack_update_interval_s
+    if settings.slack_native_streaming:
+        return AgentReply(
+            target, support=services.streaming, pacing=services.pacing, interval_s=interval_s
+        )
+    return PlaceholderReply(target, pacing=services.pacing, interval_s=interval_s)

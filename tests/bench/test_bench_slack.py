@@ -62,6 +62,9 @@ def test_slack_load_times_acks_of_both_waves_and_completes_every_answer(
     [level] = answers.rows
     assert level[:4] == [1, 2, 2, 0]  # N, sent, completed, failed
     assert _positive(level[4])  # answers/min
+    assert answers.columns[10:12] == ["calls/answer max", "429s"]
+    assert level[11] == 0  # within Slack's rate tiers
+    assert result.findings["rate_limited_calls"] == 0
     assert _positive(result.findings["ack_p99_ms_during_generation_at_n1"])
     assert result.findings["goal_p99_ack_under_300ms_at_n50"].startswith("not judged")
     assert result.findings["bot_peak_rss_mib"] > 100  # the embedder alone is more
@@ -77,9 +80,9 @@ def test_answer_path_splits_an_answer_into_stages(
     milestones, stages = result.tables
     assert [row[0] for row in milestones.rows] == [
         "ack (HTTP 200)",
-        "first visible sign (placeholder at Slack)",
+        "first visible sign (status, or placeholder, at Slack)",
         "first token from the model (in the bot)",
-        "first answer text at Slack (first edit)",
+        "first answer words at Slack",
         "final message at Slack",
         "model TTFT (request -> first token)",
     ]

@@ -17,9 +17,8 @@ from slack_sdk.models.views import View
 from bot.blocks import (
     ASK_PERSON,
     EMPTY_CELL,
-    FEEDBACK_DOWN,
+    FEEDBACK,
     FEEDBACK_REASON_VIEW,
-    FEEDBACK_UP,
     QUOTE_BLOCK_ID,
     REASON_CHOICES,
     FeedbackReason,
@@ -31,6 +30,7 @@ from bot.blocks import (
     feedback_ack_text,
     feedback_reason_modal,
     parse_feedback_reason,
+    parse_feedback_value,
     placeholder_message,
     reason_ack_text,
     streaming_message,
@@ -148,6 +148,7 @@ def test_a_short_answer_is_one_message_with_sources_and_buttons() -> None:
         "section",
         "divider",
         "section",
+        "context_actions",
         "actions",
     ]
     assert message.blocks[0]["text"]["text"] == (
@@ -165,26 +166,34 @@ def test_a_short_answer_is_one_message_with_sources_and_buttons() -> None:
 def test_the_answer_id_travels_in_the_block_id_and_every_button() -> None:
     [message] = answer_messages("Yes.", [APPROVALS], 1234)
 
-    actions = message.blocks[-1]
+    feedback_block, actions = message.blocks[-2:]
+    # Slack's own 👍/👎, each carrying its vote and the answer.
+    assert feedback_block["type"] == "context_actions"
+    [feedback] = feedback_block["elements"]
+    assert (feedback["type"], feedback["action_id"]) == ("feedback_buttons", FEEDBACK)
+    assert feedback["positive_button"]["value"] == "up:1234"
+    assert feedback["negative_button"]["value"] == "down:1234"
+    assert parse_feedback_value(feedback["negative_button"]["value"]) == (-1, 1234)
+    # Handing the thread to people stays an ordinary button.
     assert actions["block_id"] == "answer:1234"
-    assert [button["action_id"] for button in actions["elements"]] == [
-        FEEDBACK_UP,
-        FEEDBACK_DOWN,
+    [ask] = actions["elements"]
+    assert (ask["action_id"], ask["value"], ask["text"]["text"]) == (
         ASK_PERSON,
-    ]
-    assert [button["value"] for button in actions["elements"]] == ["1234"] * 3
-    assert [button["text"]["text"] for button in actions["elements"]] == [
-        "👍",
-        "👎",
+        "1234",
         "Ask a person",
-    ]
+    )
 
 
 def test_without_sources_there_is_no_sources_part_but_still_the_buttons() -> None:
     [message] = answer_messages("I do not have that in the policies.", [], 7)
 
     assert_valid(message)
-    assert [block["type"] for block in message.blocks] == ["section", "divider", "actions"]
+    assert [block["type"] for block in message.blocks] == [
+        "section",
+        "divider",
+        "context_actions",
+        "actions",
+    ]
     assert "Sources" not in json.dumps(message.blocks)
 
 
@@ -234,7 +243,7 @@ def test_long_answers_split_into_valid_messages_that_lose_no_text(markdown: str)
     for message in messages[:-1]:
         assert [block["type"] for block in message.blocks] == ["section"] * len(message.blocks)
     assert messages[-1].blocks[-1]["block_id"] == "answer:99"
-    assert messages[-1].blocks[-2]["text"]["text"].startswith("*Sources*")
+    assert messages[-1].blocks[-3]["text"]["text"].startswith("*Sources*")
     assert messages[0].text.startswith(answer_sections(messages)[0][:20].replace("*", ""))
 
 

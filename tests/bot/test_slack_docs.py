@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from block_checks import assert_valid
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.messages.chunk import Chunk
 from slack_sdk.models.views import View
 from typer.testing import CliRunner
 
@@ -18,13 +19,14 @@ from bot.commands.slack_docs import sample_files, write_files
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "slack"
 MESSAGES = ("answer.json", "escalation-card.json")
-VIEWS = ("messages-tab.json", "home-tab.json")
+VIEWS = ("member-home-tab.json", "home-tab.json")
+CALLS = ("streamed-answer.json", "messages-tab.json")
 
 
 def test_the_committed_files_are_what_the_command_writes(tmp_path: Path) -> None:
     written = write_files(tmp_path)
 
-    assert sorted(path.name for path in written) == sorted(MESSAGES + VIEWS)
+    assert sorted(path.name for path in written) == sorted(MESSAGES + VIEWS + CALLS)
     for path in written:
         committed = COMMITTED / path.name
         assert committed.exists(), f"{committed} is missing: run `dispatchbot slack-docs`"
@@ -60,7 +62,29 @@ def test_the_answer_shows_the_load_approval_table_as_a_table_block() -> None:
     assert len(tables) == 1
     rows = [[cell["text"] for cell in row] for row in tables[0]["rows"]]
     assert ["26,001 to 40,000 lb", "Shift lead on duty", "Dispatch desk, ext. 4411"] in rows
-    assert blocks[-1]["type"] == "actions"  # the feedback buttons close the answer
+    assert blocks[-2]["type"] == "context_actions"  # Slack's 👍/👎 close the answer,
+    assert blocks[-1]["type"] == "actions"  # then "Ask a person"
+
+
+def test_the_streamed_answer_is_valid_chunks_and_ends_with_the_same_footer() -> None:
+    streamed: dict[str, Any] = json.loads((COMMITTED / "streamed-answer.json").read_text("utf-8"))
+    answer = json.loads((COMMITTED / "answer.json").read_text("utf-8"))
+
+    for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+        for chunk in streamed[method]["chunks"]:
+            assert Chunk.parse(chunk) is not None
+    steps = [chunk["title"] for chunk in streamed["chat.startStream"]["chunks"]]
+    assert steps == ["Searching current policy", "Checking the answer against the policy"]
+    stop_blocks = streamed["chat.stopStream"]["blocks"]
+    assert stop_blocks == answer["blocks"][-len(stop_blocks) :]
+    assert_valid(SlackMessage(text="-", blocks=stop_blocks))
+
+
+def test_the_messages_tab_offers_at_most_four_prompts() -> None:
+    tab: dict[str, Any] = json.loads((COMMITTED / "messages-tab.json").read_text("utf-8"))
+
+    assert 1 <= len(tab["prompts"]) <= 4
+    assert all(set(prompt) == {"title", "message"} for prompt in tab["prompts"])
 
 
 def test_the_command_writes_into_the_folder_given(tmp_path: Path) -> None:
@@ -69,5 +93,5 @@ def test_the_command_writes_into_the_folder_given(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["slack-docs", "--out", str(out)])
 
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in out.iterdir()) == sorted(MESSAGES + VIEWS)
+    assert sorted(path.name for path in out.iterdir()) == sorted(MESSAGES + VIEWS + CALLS)
     assert f"wrote {out / 'answer.json'}" in result.output.replace("\n", "")

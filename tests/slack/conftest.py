@@ -105,6 +105,10 @@ def make_parts(
             "slack_signing_secret": SIGNING_SECRET,
             "slack_api_url": mock_slack.api_url,
             "slack_update_interval_s": 0.3,
+            # These tests read answers from the placeholder Slack edits (the path every
+            # workspace has); tests/slack/test_agent_experience.py starts bots with the
+            # default, Slack's agent methods.
+            "slack_native_streaming": False,
             # What /readyz checks; the assistant itself uses `endpoints`.
             "llm_base_url": endpoints[0],
             "llm_model": BASE_MODEL,

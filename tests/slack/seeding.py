@@ -18,16 +18,17 @@ def seed_answer(
     channel: str = "C0DISPATCH",
     adapter: str | None = None,
     asker: str = "U0ALICE",
+    question: str = "who approves a 30,000 lb load?",
+    drew_on: tuple[str, ...] | None = None,
 ) -> tuple[int, str]:
-    """A question and the bot's answer in a new thread: (answer id, the thread's ts)."""
+    """A question and the bot's answer in a new thread: (answer id, the thread's ts).
+    `drew_on`: the audiences of the policies the answer drew on."""
     thread_ts = next_ts()
     with database.transaction() as session:
         conversation = repository.find_or_open_conversation(
             session, team_id=TEAM_ID, channel_id=channel, thread_ts=thread_ts, user_id=asker
         )
-        repository.record_user_message(
-            session, conversation, text="who approves a 30,000 lb load?", user_id=asker
-        )
+        repository.record_user_message(session, conversation, text=question, user_id=asker)
         answer = repository.record_answer(
             session,
             conversation,
@@ -39,6 +40,7 @@ def seed_answer(
                 endpoint="http://127.0.0.1:8000/v1",
                 latency_ms=900,
                 slack_ts=next_ts(),
+                source_audiences=drew_on,
             ),
         )
         return answer.id, thread_ts

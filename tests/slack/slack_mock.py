@@ -2,7 +2,14 @@
 requests to the bot, the way Slack sends them.
 
 The mock records every Web API call (method, arguments, time) and answers the way Slack
-does for the methods the bot uses; tests assert on what reached it.
+does for the methods the bot uses; tests assert on what reached it. Like Slack it
+- keeps each method within its rate tier per workspace (chat.postMessage and
+  chat.startStream: about one a second per channel), answering past it with HTTP 429 and
+  `Retry-After`; a tier is a minute's calls, and bursts up to it are allowed;
+- checks the streaming methods' arguments (recipient ids in channels, known chunks, a
+  message still streaming) and answers with Slack's errors;
+- can refuse a method for a kind of channel (`refuse`), as a workspace without the agent
+  features does.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.messages.chunk import Chunk
 from slack_sdk.signature import SignatureVerifier
 
 TEAM_ID = "T0DISPATCH"
@@ -28,7 +36,53 @@ SIGNING_SECRET = "test-signing-secret-not-real"
 BOT_TOKEN = "xoxb-test-token-not-real"
 APP_TOKEN = "xapp-test-token-not-real"
 # Arguments that slack_sdk sends as JSON text inside a form post.
-_JSON_ARGUMENTS = ("blocks", "view", "attachments", "metadata")
+_JSON_ARGUMENTS = ("blocks", "view", "attachments", "metadata", "chunks", "prompts")
+
+# Calls a minute per workspace, by the tier Slack's method reference gives each method.
+TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+METHOD_TIERS = {
+    "assistant.threads.setStatus": 4,
+    "assistant.threads.setSuggestedPrompts": 4,
+    "chat.appendStream": 4,
+    "chat.delete": 3,
+    "chat.getPermalink": 4,
+    "chat.postEphemeral": 4,
+    "chat.stopStream": 4,
+    "chat.update": 3,
+    "conversations.info": 3,
+    "reactions.add": 3,
+    "reactions.remove": 2,
+    "usergroups.users.list": 2,
+    "users.info": 4,
+    "views.open": 4,
+    "views.publish": 4,
+    "views.update": 4,
+}
+# Methods that post a new message: about one a second in each channel.
+PER_CHANNEL_PER_MINUTE = {"chat.postMessage": 60, "chat.startStream": 60}
+MARKDOWN_TEXT_LIMIT = 12_000
+
+
+def channel_type(channel_id: str) -> str:
+    return {"D": "im", "G": "group"}.get(channel_id[:1], "channel")
+
+
+@dataclass
+class _Tier:
+    """A minute's allowance of one method, refilled evenly."""
+
+    per_minute: int
+    tokens: float
+    at: float
+
+    def take(self, now: float) -> float:
+        """0 when the call may go (and it is counted), else seconds until it may."""
+        self.tokens = min(self.per_minute, self.tokens + (now - self.at) * self.per_minute / 60)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) * 60 / self.per_minute
 
 
 @dataclass(frozen=True)
@@ -49,8 +103,12 @@ class MockSlack:
         default_factory=dict
     )
     socket_mode_url: str | None = None
+    enforce_tiers: bool = True
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _timestamps: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _tiers: dict[tuple[str, str], _Tier] = field(default_factory=dict)
+    _refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    _streaming: set[str] = field(default_factory=set)  # messages still streaming
 
     def start(self) -> MockSlack:
         self._server = _WebAPIServer(("127.0.0.1", 0), _handler_for(self))
@@ -65,6 +123,15 @@ class MockSlack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    def refuse(self, method: str, channel_kind: str, error: str) -> None:
+        """Answer `method` in channels of this kind (im, channel, group) with `error`."""
+        self._refused[(method, channel_kind)] = error
+
+    def rate_limited(self) -> list[SlackCall]:
+        """The calls answered with HTTP 429."""
+        with self._lock:
+            return [call for call in self.calls if call.response.get("_http_status") == 429]
 
     def calls_to(self, method: str) -> list[SlackCall]:
         with self._lock:
@@ -96,14 +163,56 @@ class MockSlack:
     def record(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         arrived = time.monotonic()
         override = self.responses.get(method)
-        if override is not None:
+        limited = self._over_tier(method, args, arrived)
+        if limited is not None:
+            response = limited
+        elif override is not None:
             response = override(args) if callable(override) else override
         else:
-            response = self._default_response(method, args)
+            response = self._checked(method, args) or self._default_response(method, args)
         with self._lock:
             self.calls.append(SlackCall(method, args, arrived, response))
             self._lock.notify_all()
         return response
+
+    def _over_tier(self, method: str, args: dict[str, Any], now: float) -> dict[str, Any] | None:
+        if not self.enforce_tiers:
+            return None
+        if method in PER_CHANNEL_PER_MINUTE:
+            key, per_minute = (method, str(args.get("channel"))), PER_CHANNEL_PER_MINUTE[method]
+        elif method in METHOD_TIERS:
+            key, per_minute = (method, TEAM_ID), TIER_PER_MINUTE[METHOD_TIERS[method]]
+        else:
+            return None
+        with self._lock:
+            tier = self._tiers.setdefault(key, _Tier(per_minute, per_minute, now))
+            wait_s = tier.take(now)
+        if not wait_s:
+            return None
+        return {"ok": False, "error": "ratelimited", "_http_status": 429, "_retry_after": max(
+            1, round(wait_s + 0.5)
+        )}  # fmt: skip
+
+    def _checked(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Slack's error for a call it would refuse; None when the call is good."""
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        refused = self._refused.get((method, channel_type(channel)))
+        if refused is not None:
+            return {"ok": False, "error": refused}
+        if method == "chat.startStream":
+            if not args.get("thread_ts"):
+                return {"ok": False, "error": "invalid_arguments"}
+            if channel_type(channel) != "im" and not args.get("recipient_user_id"):
+                return {"ok": False, "error": "missing_recipient_user_id"}
+            if channel_type(channel) != "im" and not args.get("recipient_team_id"):
+                return {"ok": False, "error": "missing_recipient_team_id"}
+        if method in ("chat.appendStream", "chat.stopStream"):
+            with self._lock:
+                if str(args.get("ts")) not in self._streaming:
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+        if method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+            return _stream_content_error(args)
+        return None
 
     def _default_response(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -118,7 +227,13 @@ class MockSlack:
             }
         if method in ("chat.postMessage", "chat.startStream"):
             ts = f"1800000000.{next(self._timestamps):06d}"
+            if method == "chat.startStream":
+                with self._lock:
+                    self._streaming.add(ts)
             return {"ok": True, "channel": args.get("channel"), "ts": ts}
+        if method == "chat.stopStream":
+            with self._lock:
+                self._streaming.discard(str(args.get("ts")))
         if method in ("chat.update", "chat.appendStream", "chat.stopStream"):
             return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
         if method == "chat.postEphemeral":
@@ -134,6 +249,30 @@ class MockSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_mode_url}
         return {"ok": True}
+
+
+def _stream_content_error(args: dict[str, Any]) -> dict[str, Any] | None:
+    chunks = args.get("chunks") or []
+    if not isinstance(chunks, list) or not all(isinstance(chunk, dict) for chunk in chunks):
+        return {"ok": False, "error": "invalid_chunks"}
+    for chunk in chunks:
+        parsed = Chunk.parse(chunk)
+        if parsed is None:
+            return {"ok": False, "error": "invalid_chunks"}
+        if chunk.get("type") == "task_update" and chunk.get("status") not in (
+            "pending", "in_progress", "complete", "error"
+        ):  # fmt: skip
+            return {"ok": False, "error": "invalid_chunks"}
+    texts = [str(args.get("markdown_text") or "")]
+    texts += [
+        str(chunk.get("text", "")) for chunk in chunks if chunk.get("type") == "markdown_text"
+    ]
+    if any(len(text) > MARKDOWN_TEXT_LIMIT for text in texts):
+        return {"ok": False, "error": "msg_too_long"}
+    blocks = args.get("blocks") or []
+    if len(blocks) > 50:
+        return {"ok": False, "error": "msg_blocks_too_many"}
+    return None
 
 
 class _WebAPIServer(ThreadingHTTPServer):
@@ -251,7 +390,11 @@ def block_action(
     message_ts: str,
     thread_ts: str,
     user: str = "U0ALICE",
+    action_type: str = "button",
+    block_id: str | None = None,
 ) -> dict[str, Any]:
+    """A click on an element of a message: a button, or one of Slack's feedback buttons
+    (action_type "feedback_buttons", whose value is the clicked button's)."""
     return {
         "type": "block_actions",
         "team": {"id": TEAM_ID, "domain": "northwind"},
@@ -265,14 +408,33 @@ def block_action(
         "response_url": "https://hooks.slack.invalid/actions/T0/1/x",
         "actions": [
             {
-                "type": "button",
+                "type": action_type,
                 "action_id": action_id,
-                "block_id": f"answer:{value}",
+                "block_id": block_id or f"answer:{value}",
                 "value": value,
                 "action_ts": str(time.time()),
             }
         ],
     }
+
+
+def feedback_click(
+    posted: SlackCall, vote: int, *, user: str = "U0ALICE", thread_ts: str | None = None
+) -> dict[str, Any]:
+    """A click on Slack's 👍 (vote 1) or 👎 (-1) under a message the bot posted or stopped."""
+    block = next(b for b in posted.args["blocks"] if b["type"] == "context_actions")
+    [feedback] = block["elements"]
+    button = feedback["positive_button" if vote > 0 else "negative_button"]
+    return block_action(
+        feedback["action_id"],
+        button["value"],
+        channel=str(posted.args["channel"]),
+        message_ts=str(posted.args["ts"]),
+        thread_ts=thread_ts or str(posted.args["ts"]),
+        user=user,
+        action_type="feedback_buttons",
+        block_id=block["block_id"],
+    )
 
 
 def view_submission(view: dict[str, Any], values: dict[str, Any], *, user: str) -> dict:
@@ -368,3 +530,27 @@ def block_text(call: SlackCall) -> str:
 
     walk(call.args.get("blocks") or [])
     return "\n".join(parts)
+
+
+def streamed_markdown(calls: list[SlackCall]) -> str:
+    """The Markdown a streamed message received, in order, from its start to its stop."""
+    parts: list[str] = []
+    for call in calls:
+        if call.method not in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+            continue
+        parts.append(str(call.args.get("markdown_text") or ""))
+        for chunk in call.args.get("chunks") or []:
+            if chunk.get("type") == "markdown_text":
+                parts.append(str(chunk.get("text", "")))
+    return "".join(parts)
+
+
+def stream_steps(calls: list[SlackCall]) -> list[dict[str, Any]]:
+    """Every task_update chunk the bot streamed, in order."""
+    return [
+        chunk
+        for call in calls
+        if call.method in ("chat.startStream", "chat.appendStream", "chat.stopStream")
+        for chunk in call.args.get("chunks") or []
+        if chunk.get("type") == "task_update"
+    ]

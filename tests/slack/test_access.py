@@ -184,6 +184,7 @@ def question(channel: str, user: str) -> Question:
         ts="1.1",
         thread_ts="1.1",
         is_direct_message=channel.startswith("D"),
+        channel_type="im" if channel.startswith("D") else "channel",
         in_thread=False,
         mentions_bot=True,
         mentions_someone_else=False,

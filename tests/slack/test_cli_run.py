@@ -108,12 +108,14 @@ def test_run_http_answers_a_signed_event_and_stops_cleanly(
     question = mention("who approves a 30,000 lb load?")
 
     response = SlackSender(f"{url}/slack/events").event(event_callback(question))
-    final = mock_slack.wait_for("chat.update", has_buttons)[0]
+    # The default way of answering: Slack's status, then one streamed message.
+    final = mock_slack.wait_for("chat.stopStream", has_buttons)[0]
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
 
     assert response.status_code == 200
-    assert mock_slack.calls_to("chat.postMessage")[0].args["thread_ts"] == question["ts"]
+    assert mock_slack.calls_to("assistant.threads.setStatus")[0].args["thread_ts"] == question["ts"]
+    assert mock_slack.calls_to("chat.startStream")[0].args["thread_ts"] == question["ts"]
     assert_valid_blocks(final.args["blocks"])
     assert process.returncode == 0
     assert "listening on http://127.0.0.1:" in output
@@ -157,7 +159,7 @@ def test_run_in_socket_mode_answers_and_serves_only_the_operations_endpoints(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)
-        mock_slack.wait_for("chat.update", has_buttons)
+        mock_slack.wait_for("chat.stopStream", has_buttons)
         ready = httpx.get(f"{url}/readyz", timeout=10)
         metrics = httpx.get(f"{url}/metrics", timeout=10)
         events = httpx.post(f"{url}/slack/events", content=b"{}", timeout=10)

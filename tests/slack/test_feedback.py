@@ -11,6 +11,7 @@ from slack_mock import (
     assert_valid_blocks,
     block_action,
     event_callback,
+    feedback_click,
     has_buttons,
     mention,
     view_submission,
@@ -18,7 +19,7 @@ from slack_mock import (
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
-from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP
+from bot.blocks import FEEDBACK_UP
 from store.models import Feedback
 
 QUESTION = "who approves a 30,000 lb load?"
@@ -35,18 +36,12 @@ def answered(start_bot: StartBot) -> tuple[RunningBot, SlackCall, int]:
     return bot, final, int(actions["block_id"].removeprefix("answer:"))
 
 
-def click(bot: RunningBot, final: SlackCall, action_id: str, user: str = "U0ALICE") -> None:
-    actions = next(b for b in final.args["blocks"] if b["type"] == "actions")
-    button = next(e for e in actions["elements"] if e["action_id"] == action_id)
-    payload = block_action(
-        action_id,
-        button["value"],
-        channel=final.args["channel"],
-        message_ts=final.args["ts"],
-        thread_ts=final.args["ts"],
-        user=user,
-    )
-    response = bot.send.interaction(payload)
+UP, DOWN = 1, -1
+
+
+def click(bot: RunningBot, final: SlackCall, vote: int, user: str = "U0ALICE") -> None:
+    """A click on Slack's own 👍 or 👎 under the answer."""
+    response = bot.send.interaction(feedback_click(final, vote, user=user))
     assert response.status_code == 200
     assert response.elapsed.total_seconds() < 3
 
@@ -71,7 +66,7 @@ def test_thumbs_up_is_stored_and_acknowledged_privately(
 ) -> None:
     bot, final, answer_id = answered
 
-    click(bot, final, FEEDBACK_UP)
+    click(bot, final, UP)
 
     thanks = bot.slack.wait_for("chat.postEphemeral")[0]
     assert thanks.args["user"] == "U0ALICE"
@@ -83,10 +78,10 @@ def test_thumbs_down_opens_the_reason_modal_and_the_reason_is_stored(
     answered: tuple[RunningBot, SlackCall, int],
 ) -> None:
     bot, final, answer_id = answered
-    click(bot, final, FEEDBACK_UP)
+    click(bot, final, UP)
     bot.slack.wait_for("chat.postEphemeral")
 
-    click(bot, final, FEEDBACK_DOWN)  # a changed mind: the same row, now -1
+    click(bot, final, DOWN)  # a changed mind: the same row, now -1
 
     opened = bot.slack.wait_for("views.open")[0]
     view = opened.args["view"]
@@ -132,9 +127,9 @@ def test_thumbs_down_opens_the_reason_modal_and_the_reason_is_stored(
 def test_votes_are_one_per_user(answered: tuple[RunningBot, SlackCall, int]) -> None:
     bot, final, _ = answered
 
-    click(bot, final, FEEDBACK_UP, user="U0ALICE")
-    click(bot, final, FEEDBACK_UP, user="U0BOB")
-    click(bot, final, FEEDBACK_UP, user="U0ALICE")
+    click(bot, final, UP, user="U0ALICE")
+    click(bot, final, UP, user="U0BOB")
+    click(bot, final, UP, user="U0ALICE")
 
     bot.slack.wait_for("chat.postEphemeral", count=3)
     assert sorted((user, value) for _, user, value, _, _ in votes(bot)) == [
@@ -149,7 +144,7 @@ def test_a_click_on_an_answer_that_is_gone_is_explained(
     bot, final, answer_id = answered
     gone = {**final.args, "blocks": _with_answer_id(final.args["blocks"], answer_id + 999)}
 
-    click(bot, SlackCall("chat.update", gone, final.at, final.response), FEEDBACK_UP)
+    click(bot, SlackCall("chat.update", gone, final.at, final.response), UP)
 
     note = bot.slack.wait_for("chat.postEphemeral")[0]
     assert "no longer on record" in note.args["text"]
@@ -166,9 +161,31 @@ def _inputs(view: dict) -> tuple[dict, dict]:
 def _with_answer_id(blocks: list[dict], answer_id: int) -> list[dict]:
     result = []
     for block in blocks:
-        if block["type"] == "actions":
-            elements = [{**e, "value": str(answer_id)} for e in block["elements"]]
-            block = {**block, "block_id": f"answer:{answer_id}", "elements": elements}
+        if block["type"] == "context_actions":
+            [feedback] = block["elements"]
+            feedback = {
+                **feedback,
+                "positive_button": {**feedback["positive_button"], "value": f"up:{answer_id}"},
+                "negative_button": {**feedback["negative_button"], "value": f"down:{answer_id}"},
+            }
+            block = {**block, "elements": [feedback]}
         result.append(block)
     assert_valid_blocks(result)
     return result
+
+
+def test_the_buttons_of_answers_posted_before_feedback_buttons_still_count(
+    answered: tuple[RunningBot, SlackCall, int],
+) -> None:
+    bot, final, answer_id = answered
+    payload = block_action(
+        FEEDBACK_UP,
+        str(answer_id),
+        channel=final.args["channel"],
+        message_ts=final.args["ts"],
+        thread_ts=final.args["ts"],
+    )
+
+    assert bot.send.interaction(payload).status_code == 200
+
+    assert votes_become(bot, [(answer_id, "U0ALICE", 1, None, None)])

@@ -37,6 +37,7 @@ from slack_mock import (
     SlackSender,
     block_action,
     event_callback,
+    feedback_click,
     has_buttons,
     mention,
     message,
@@ -45,7 +46,7 @@ from slack_mock import (
 from sqlalchemy import select
 from vllm_support import RunningServer, free_port
 
-from bot.blocks import ASK_PERSON, FEEDBACK_DOWN
+from bot.blocks import ASK_PERSON
 from bot.escalation_blocks import ESCALATION_CLAIM, ESCALATION_RESOLVE, RESOLUTION_BLOCK
 from serving.model_gate import GateResult
 from serving.promotion import ACTIVE_REFRESH_S
@@ -112,6 +113,10 @@ class Deployment:
         button = next(e for e in actions["elements"] if e["action_id"] == action_id)
         self._press(action_id, button["value"], final.args["channel"], final.args["ts"], user)
 
+    def vote_down(self, final: SlackCall, user: str = ASKER) -> None:
+        """Slack's own 👎 under the answer."""
+        assert self.send.interaction(feedback_click(final, -1, user=user)).status_code == 200
+
     def click_card(self, card: SlackCall, action_id: str, user: str = DISPATCHER) -> None:
         button = next(
             element
@@ -142,6 +147,7 @@ def deployment(
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": mock_slack.api_url,
+        "SLACK_NATIVE_STREAMING": "false",  # read from the placeholder's edits
         "ESCALATION_CHANNEL": ONCALL,
     }
     for step in (("db", "upgrade"), ("ingest", str(POLICIES / "load-approval.md"))):
@@ -222,7 +228,7 @@ def test_a_persons_correction_becomes_the_adapters_answer_in_slack_and_rolls_bac
     assert FACT not in first.generated_text  # what the correction adds
 
     # 2. 👎 with a reason, then a person: claimed, answered in the thread, resolved.
-    bot.click(final, FEEDBACK_DOWN)
+    bot.vote_down(final)
     view = bot.slack.wait_for("views.open")[0].args["view"]
     reason = "It is the shift lead, and it should say how to reach them."
     submitted = view_submission(view, _reason_values(view, reason), user=ASKER)

@@ -51,6 +51,7 @@ def running_bot(
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": mock_slack.api_url,
+        "SLACK_NATIVE_STREAMING": "false",  # read from the placeholder's edits
         "LLM_BASE_URL": vllm_server.base_url,
         "LLM_MAX_TOKENS": "32",
     }

@@ -31,12 +31,13 @@ def test_the_manifest_subscribes_to_every_trigger_and_grants_every_call() -> Non
         "channels:history",
         "groups:history",
         "im:history",
+        "assistant:write",  # assistant.threads.setStatus and setSuggestedPrompts
         "chat:write",
-        "reactions:write",
         "usergroups:read",  # usergroups.users.list: the audiences a DM may see
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"]  # people can DM it
     assert manifest["features"]["app_home"]["home_tab_enabled"]  # admins' overview, how to ask
+    assert manifest["features"]["agent_view"]["agent_description"]  # the agent experience
 
 
 def test_every_event_a_listener_handles_is_subscribed_and_no_other() -> None:

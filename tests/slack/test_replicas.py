@@ -91,6 +91,7 @@ def cluster(
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": module_slack.api_url,
+            "SLACK_NATIVE_STREAMING": "false",  # read from the placeholder's edits
             "LLM_BASE_URL": vllm_server.base_url,
             "LLM_MAX_TOKENS": "24",
             "ESCALATION_CHANNEL": ONCALL,

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from conftest import RunningBot, StartBot
 from metrics_support import scrape
-from slack_mock import SlackCall, assert_valid_blocks, block_text, event_callback, mention
+from slack_mock import (
+    SlackCall,
+    assert_valid_blocks,
+    block_text,
+    event_callback,
+    mention,
+    streamed_markdown,
+)
 from sqlalchemy import select
 from test_questions import ask_and_wait
 from vllm_support import forced_answer
@@ -29,6 +36,7 @@ def _everything_shown(bot: RunningBot) -> str:
             shown.append(block_text(call))
     for call in bot.slack.calls_to("chat.stopStream"):
         shown.append(block_text(call))
+    shown.append(streamed_markdown(bot.slack.calls))
     return "\n".join(shown)
 
 
@@ -98,8 +106,7 @@ def test_a_native_stream_never_carries_an_unsupported_number(start_bot: StartBot
     stopped = bot.slack.wait_for("chat.stopStream")[0]
 
     assert "555-0199" not in _everything_shown(bot)
-    streamed = "".join(c.args["markdown_text"] for c in bot.slack.calls_to("chat.startStream"))
-    assert streamed.startswith(POLICY_WORDS_LEAD)
+    assert streamed_markdown(bot.slack.calls).startswith(POLICY_WORDS_LEAD)
     _assert_policy_words_under(stopped)
 
 
