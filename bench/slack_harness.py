@@ -470,7 +470,9 @@ def thread_timelines(
         if has_buttons(call):
             _note(found[thread], "first_text", call.at)
             _note(found[thread], "final", call.at)
-        elif str(call.args.get("text", "")).startswith(FAILURE_TEXT):
+        elif str(call.args.get("text", "")).startswith(FAILURE_TEXT) or (
+            call.method == "chat.stopStream" and FAILURE_TEXT in json.dumps(call.args)
+        ):
             _note(found[thread], "failed", call.at)
     return {ts: ThreadTimeline(ts, **values) for ts, values in found.items()}
 

@@ -252,8 +252,9 @@ def _result(
         f"concurrently running answers (BOT_ANSWER_WORKERS = {workers}) were streaming; "
         "'answers in progress' counts answers that had shown their sign but not their final "
         "message when a probe was sent and when its ack came back (fewest-most).",
-        "Answers beyond BOT_ANSWER_WORKERS wait in the bot's queue, so final-message times at "
-        "large N include that wait; answers/min = completed / (last final - first event sent).",
+        "Answers beyond BOT_ANSWER_WORKERS wait for their turn (their sign shown), so final "
+        "times at large N include that wait; answers/min = completed / (last final - first "
+        "event sent).",
         "The mock Web API answers in about a millisecond; real Slack adds a network round trip "
         "to every call, which delays answers but not acks (acks make no Web API call).",
         "Web API calls/answer: every call made for one answer (status, stream start, appends, "

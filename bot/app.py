@@ -98,17 +98,23 @@ class ContextCopyingExecutor(ThreadPoolExecutor):
         return super().submit(runner, fn, *args, **kwargs)
 
 
+# Listener threads beyond the answers that run at once: a question waiting for its turn
+# (Services.answer_slots) holds one, having shown its status, and clicks and modals keep
+# threads of their own while every answer slot is busy.
+WAITING_LISTENERS = 64
+
+
 def answer_executor(settings: Settings) -> ThreadPoolExecutor:
     return ContextCopyingExecutor(
-        max_workers=settings.bot_answer_workers, thread_name_prefix="answer"
+        max_workers=settings.bot_answer_workers + WAITING_LISTENERS, thread_name_prefix="answer"
     )
 
 
 def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | None = None) -> App:
     """The Bolt app for `services`; calls auth.test, so the token is checked here.
 
-    Answers run on `executor` (by default a pool of BOT_ANSWER_WORKERS threads); the
-    caller that owns it can wait for running answers on shutdown.
+    Listeners run on `executor` (by default `answer_executor`); the caller that owns it can
+    wait for running answers on shutdown.
     """
     settings = services.settings
     check_slack_settings(settings, mode)

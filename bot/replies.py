@@ -288,7 +288,7 @@ class AgentReply:
     def fail(self, message: SlackMessage) -> None:
         if self._placeholder is not None:
             self._placeholder.fail(message)
-        elif self._ts is None or not self._stop(chunks=[], blocks=message.blocks):
+        elif self._ts is None or not self._stop(chunks=[], blocks=_apology(message.blocks)):
             self._post(message)
 
     def _open(self, chunks: list[dict[str, Any]], markdown: str = "") -> None:
@@ -382,6 +382,13 @@ def footer_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if dividers:
         return blocks[dividers[-1] :]
     return [block for block in blocks if block.get("type") in ("context_actions", "actions")]
+
+
+def _apology(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An apology under a stream: what the stream already shows (the answer so far, up to
+    the apology's divider) is not repeated."""
+    dividers = [index for index, block in enumerate(blocks) if block.get("type") == "divider"]
+    return blocks[dividers[-1] :] if dividers else blocks
 
 
 def _call(request: Callable[..., Any], *args: Any) -> Any | None:

@@ -7,6 +7,7 @@ store is locked to one process, and loading the embedder takes seconds.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,10 +41,15 @@ class Services:
     # What Slack allows and how much of its rate tiers is used: one per process.
     streaming: StreamingSupport = field(init=False, default_factory=StreamingSupport)
     pacing: SlackPacing = field(init=False)
+    # BOT_ANSWER_WORKERS answers run at once; the others wait for a slot, their status shown.
+    answer_slots: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "access", AudiencePolicy.from_settings(self.settings))
-        object.__setattr__(self, "pacing", SlackPacing(share=self.settings.slack_pacing_share))
+        settings = self.settings
+        object.__setattr__(self, "access", AudiencePolicy.from_settings(settings))
+        object.__setattr__(self, "pacing", SlackPacing(share=settings.slack_pacing_share))
+        slots = threading.BoundedSemaphore(settings.bot_answer_workers)
+        object.__setattr__(self, "answer_slots", slots)
 
 
 def assistant_settings(settings: Settings) -> AssistantSettings:

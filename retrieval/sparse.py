@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable
-from functools import cache
 
 import snowballstemmer
 
@@ -49,9 +49,16 @@ while who whom why will with would you your yours yourself yourselves
 STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
 
 
-@cache
+# A Snowball stemmer keeps the word it works on in itself: two threads stemming with one
+# stemmer corrupt each other's word (IndexError, or a wrong stem). One per thread.
+_local = threading.local()
+
+
 def _stemmer() -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer("english")
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def terms(text: str) -> list[str]:

@@ -359,7 +359,10 @@ class Settings(BaseSettings):
     bot_answer_workers: int = Field(
         default=16,
         ge=1,
-        description="Questions answered at once; more wait in order (the model batches them).",
+        description=(
+            "Questions answered at once (the model batches them); more wait for their turn "
+            "with their status shown."
+        ),
     )
     rate_limit_user_per_minute: int = Field(
         default=10,

@@ -493,6 +493,21 @@ def stream_answer(
     started = time.perf_counter()
     reply = _reply_for(question, client, services)
     reply.start()
+    # The sign is up; the model answers BOT_ANSWER_WORKERS questions at once, so this one
+    # may wait here for its turn.
+    with services.answer_slots:
+        return _answer_into(question, reply, client, services, request_id, keep, started)
+
+
+def _answer_into(
+    question: Question,
+    reply: Reply,
+    client: WebClient,
+    services: Services,
+    request_id: str,
+    keep: Keep,
+    started: float,
+) -> AssistantAnswer | None:
     shown = ""
     answer: AssistantAnswer | None = None
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from retrieval.sparse import defined_acronyms, document_vector, query_vector, term_index, terms
 from retrieval.store import SparseVector
 
@@ -61,3 +63,27 @@ def test_acronyms_a_document_defines_are_found_by_their_initials() -> None:
     ]
     # POD's initials are not those of the words before it: no definition.
     assert defined_acronyms(texts) == ["SLA", "BOL"]
+
+
+def test_terms_are_the_same_when_many_threads_stem_at_once() -> None:
+    # Answers run in parallel threads; a stemmer shared between them corrupted words.
+    texts = [
+        f"Approvals of {n},000 lb loads require the shift lead's authorisation and "
+        "documentation of the refrigerated trailer's temperature readings"
+        for n in range(40)
+    ]
+    expected = [terms(text) for text in texts]
+    results: dict[int, list[list[str]]] = {}
+    barrier = threading.Barrier(8)
+
+    def stem(worker: int) -> None:
+        barrier.wait()
+        results[worker] = [terms(text) for text in texts * 5]
+
+    threads = [threading.Thread(target=stem, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(found == expected * 5 for found in results.values())

@@ -35,7 +35,7 @@ from bot.replies import AgentReply, ReplyTarget, StreamingSupport
 from bot.slack_pacing import SlackPacing
 from bot.steps import CHECK_PASSED, check_done
 from serving.assistant import SourcesFound
-from store.models import Feedback
+from store.models import Feedback, Message
 
 COVERED = "who approves a 30,000 lb load?"
 NO_MODEL = ["http://127.0.0.1:9/v1"]  # for bots that never call the model
@@ -152,6 +152,22 @@ def test_where_slack_refuses_the_agent_methods_the_answer_still_comes_and_it_is_
     in_im = [c for c in bot.slack.calls_to("chat.startStream") if c.args["channel"] == "D0ALICE"]
     assert len(in_im) == 1
     assert len(bot.slack.calls_to("assistant.threads.setStatus")) == 2  # first DM, first mention
+
+
+def test_when_the_model_is_down_the_stream_ends_in_an_apology_with_the_reference(
+    start_bot: StartBot,
+) -> None:
+    bot = agent_bot(start_bot, endpoints=NO_MODEL, read_timeout_s=2)
+    question = mention(COVERED)
+
+    calls = streamed_answer(bot, question)
+
+    stopped = calls[-1]
+    assert "Sorry, something went wrong while I was answering" in block_text(stopped)
+    assert_valid_blocks(stopped.args["blocks"])
+    assert not has_buttons(stopped)
+    with bot.database.transaction() as session:
+        assert session.scalar(select(Message.text).where(Message.slack_ts == question["ts"]))
 
 
 def test_the_messages_tab_offers_the_configured_prompts_then_what_others_asked_most(
