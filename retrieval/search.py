@@ -8,6 +8,9 @@ kept so the evaluation can compare them.
 from __future__ import annotations
 
 import logging
+import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -61,6 +64,10 @@ class SearchResult:
         return fields
 
 
+# Passage vectors kept for the answer path (384 single floats each: about 15 MiB in all).
+PASSAGE_VECTORS_KEPT = 10_000
+
+
 class PolicySearch:
     """Searches one collection of the policy store with one embedding model."""
 
@@ -68,6 +75,11 @@ class PolicySearch:
         self._store = store
         self._embedder = embedder
         self._prefetch_limit = prefetch_limit
+        # Vectors of policy passages compared on the answer path: the same sentences of the
+        # same policies come up question after question, and encoding them is most of the
+        # time before the prompt is sent.
+        self._passage_vectors: OrderedDict[str, array[float]] = OrderedDict()
+        self._passage_lock = threading.Lock()
 
     @property
     def store(self) -> PolicyStore:
@@ -81,8 +93,22 @@ class PolicySearch:
         """Cosine similarity of `query` to each of `texts`, with the search's own model."""
         if not texts:
             return []
-        query_vector, *vectors = self._embedder.encode_on_answer_path([query, *texts])
-        return [sum(q * v for q, v in zip(query_vector, vector, strict=True)) for vector in vectors]
+        with self._passage_lock:
+            known = {text: self._passage_vectors.get(text) for text in texts}
+        missing = [text for text, vector in known.items() if vector is None]
+        query_vector, *encoded = self._embedder.encode_on_answer_path([query, *missing])
+        # Single precision, as the model computes them: a quarter of the memory.
+        vectors = {text: vector for text, vector in known.items() if vector is not None}
+        vectors |= {text: array("f", vector) for text, vector in zip(missing, encoded, strict=True)}
+        with self._passage_lock:
+            for text, vector in vectors.items():
+                self._passage_vectors[text] = vector
+                self._passage_vectors.move_to_end(text)
+            while len(self._passage_vectors) > PASSAGE_VECTORS_KEPT:
+                self._passage_vectors.popitem(last=False)
+        return [
+            sum(q * v for q, v in zip(query_vector, vectors[text], strict=True)) for text in texts
+        ]
 
     def verified_matches(
         self,

@@ -232,3 +232,23 @@ def test_the_same_question_gets_the_same_sources_every_time(
 
     assert len(runs) == 1
     assert len(next(iter(runs))) == 3
+
+
+def test_similarities_are_the_models_cosines_whether_passages_are_new_or_seen(
+    policy_search: PolicySearch, embedder: Embedder
+) -> None:
+    question = "who approves a 30,000 lb load?"
+    passages = [
+        "The shift lead on duty approves loads from 26,001 to 40,000 lb.",
+        "Reefer setpoints are checked at every stop.",
+        "The shift lead on duty approves loads from 26,001 to 40,000 lb.",  # twice
+    ]
+    query, *vectors = embedder.encode_on_answer_path([question, *passages])
+    expected = [sum(q * v for q, v in zip(query, vector, strict=True)) for vector in vectors]
+
+    first = policy_search.similarities(question, passages)
+    again = policy_search.similarities(question, passages)  # the passages' vectors are kept
+
+    assert first == again
+    assert first == pytest.approx(expected, abs=1e-6)
+    assert first[0] == first[2] > first[1]
