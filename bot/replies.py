@@ -74,6 +74,17 @@ class ReplyTarget:
     thread_ts: str
     user_id: str
 
+    def post(self, message: SlackMessage) -> Any:
+        """A new message in the answer's thread."""
+        return self.client.chat_postMessage(
+            channel=self.channel_id,
+            thread_ts=self.thread_ts,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
 
 @dataclass
 class StreamingSupport:
@@ -178,14 +189,7 @@ class PlaceholderReply:
         self._ts = self._post(message)["ts"]
 
     def _post(self, message: SlackMessage) -> Any:
-        return self._target.client.chat_postMessage(
-            channel=self._target.channel_id,
-            thread_ts=self._target.thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        return self._target.post(message)
 
     def _edit(self, message: SlackMessage) -> Any:
         return self._target.client.chat_update(
@@ -345,14 +349,7 @@ class AgentReply:
         return response is not None
 
     def _post(self, message: SlackMessage) -> Any:
-        return self._target.client.chat_postMessage(
-            channel=self._target.channel_id,
-            thread_ts=self._target.thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        return self._target.post(message)
 
     def _fall_back(self) -> None:
         self._placeholder = PlaceholderReply(
