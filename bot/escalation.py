@@ -151,9 +151,7 @@ class Handoff:
         access = self._services.access
         with self._services.database.transaction() as session:
             escalation = session.get_one(Escalation, escalation_id)
-            question = escalation.question_message
-            if question is None and escalation.answer is not None:
-                question = _question_before(escalation.conversation, escalation.answer.message_id)
+            question = asked(escalation)
             drew_on = set((escalation.answer.source_audiences or []) if escalation.answer else [])
             channel = access.channel_audiences(escalation.conversation.channel_id)
             sensitive = escalation.trigger == EscalationTrigger.SENSITIVE.value
@@ -284,9 +282,7 @@ class Handoff:
         """The card as `card_channel` may see it: its people read the draft and the sources,
         so those drawn from a policy they may not read stay off it."""
         conversation = escalation.conversation
-        question = escalation.question_message
-        if question is None and escalation.answer is not None:
-            question = _question_before(conversation, escalation.answer.message_id)
+        question = asked(escalation)
         answer = escalation.answer
         allowed = self._services.access.channel_audiences(card_channel)
         mentions = (
@@ -350,9 +346,7 @@ def _save_verified(
     author: str,
     draft: VerifiedDraft,
 ) -> VerifiedEntry:
-    question = escalation.question_message
-    if question is None and escalation.answer is not None:
-        question = _question_before(escalation.conversation, escalation.answer.message_id)
+    question = asked(escalation)
     refs: dict[str, PolicyRef] = {}
     for citation in escalation.answer.citations if escalation.answer else []:
         if citation.version.isdigit():
@@ -385,11 +379,15 @@ def _draft_for(answer: Answer | None, allowed: frozenset[str]) -> str | None:
     return answer.shown_text
 
 
-def _question_before(conversation: Conversation, message_id: int) -> Message | None:
+def asked(escalation: Escalation) -> Message | None:
+    """The question the escalation is about: the one recorded with it, or else the asker's
+    last message before the answer it was raised on."""
+    if escalation.question_message is not None or escalation.answer is None:
+        return escalation.question_message
     earlier = [
         message
-        for message in conversation.messages
-        if message.role is MessageRole.USER and message.id < message_id
+        for message in escalation.conversation.messages
+        if message.role is MessageRole.USER and message.id < escalation.answer.message_id
     ]
     return earlier[-1] if earlier else None
 

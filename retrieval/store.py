@@ -10,7 +10,7 @@ filters are written once here, as `Where`, and each engine translates them.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
@@ -181,7 +181,6 @@ class StoreStats:
     points: int
     indexed_vectors: int
     segments: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class PolicyStore(Protocol):
