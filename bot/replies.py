@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
@@ -49,6 +50,10 @@ LOADING_MESSAGES = [
     "Reading the sections that match…",
     "Checking the answer against the policy…",
 ]
+# An answer's final message waits out this many rate-limit answers (each after its
+# Retry-After, at most MAX_RETRY_AFTER_S) beyond the client's own retries.
+PATIENT_POST_ATTEMPTS = 10
+MAX_RETRY_AFTER_S = 30.0
 # Errors by which Slack says a method is not for this app, workspace or kind of channel:
 # asking again in the same kind of channel would only fail again.
 REFUSALS = frozenset(
@@ -74,16 +79,27 @@ class ReplyTarget:
     thread_ts: str
     user_id: str
 
-    def post(self, message: SlackMessage) -> Any:
-        """A new message in the answer's thread."""
-        return self.client.chat_postMessage(
-            channel=self.channel_id,
-            thread_ts=self.thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+    def post(self, message: SlackMessage, *, patient: bool = False) -> Any:
+        """A new message in the answer's thread. `patient`: the message must land (an answer,
+        an apology), so Slack's rate limit is waited out a few more times than the client's
+        own retries: a burst in one channel drains at about one message a second."""
+        for attempt in range(1, PATIENT_POST_ATTEMPTS + 1):
+            try:
+                return self.client.chat_postMessage(
+                    channel=self.channel_id,
+                    thread_ts=self.thread_ts,
+                    text=message.text,
+                    blocks=message.blocks,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except SlackApiError as error:
+                if not patient or attempt == PATIENT_POST_ATTEMPTS:
+                    raise
+                if error.response.status_code != HTTPStatus.TOO_MANY_REQUESTS:
+                    raise
+                time.sleep(_retry_after_s(error))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @dataclass
@@ -149,7 +165,7 @@ class PlaceholderReply:
         return self._ts
 
     def start(self) -> None:
-        response = _call(self._post, placeholder_message())
+        response = _call(self._target.post, placeholder_message())
         if response is not None:
             # The first text goes out as soon as it exists; only later edits wait an interval.
             self._ts = response["ts"]
@@ -174,7 +190,7 @@ class PlaceholderReply:
         first, *rest = messages
         self._replace_or_post(first)
         for message in rest:
-            self._post(message)
+            self._target.post(message, patient=True)
 
     def fail(self, message: SlackMessage) -> None:
         self._replace_or_post(message)
@@ -186,10 +202,7 @@ class PlaceholderReply:
             self._pacing.spend(UPDATE, self._target.team_id)
             if _call(self._edit, message) is not None:
                 return
-        self._ts = self._post(message)["ts"]
-
-    def _post(self, message: SlackMessage) -> Any:
-        return self._target.post(message)
+        self._ts = self._target.post(message, patient=True)["ts"]
 
     def _edit(self, message: SlackMessage) -> Any:
         return self._target.client.chat_update(
@@ -287,13 +300,13 @@ class AgentReply:
         if not stopped:
             # The stream is gone (expired, or stopped by the person): the answer still lands.
             for message in messages:
-                self._post(message)
+                self._target.post(message, patient=True)
 
     def fail(self, message: SlackMessage) -> None:
         if self._placeholder is not None:
             self._placeholder.fail(message)
         elif self._ts is None or not self._stop(chunks=[], blocks=_apology(message.blocks)):
-            self._post(message)
+            self._target.post(message, patient=True)
 
     def _open(self, chunks: list[dict[str, Any]], markdown: str = "") -> None:
         """Start the streamed message; where Slack refuses, fall back to a placeholder."""
@@ -348,9 +361,6 @@ class AgentReply:
         )
         return response is not None
 
-    def _post(self, message: SlackMessage) -> Any:
-        return self._target.post(message)
-
     def _fall_back(self) -> None:
         self._placeholder = PlaceholderReply(
             self._target, pacing=self._pacing, interval_s=self._interval_s, clock=self._clock
@@ -379,6 +389,16 @@ def footer_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if dividers:
         return blocks[dividers[-1] :]
     return [block for block in blocks if block.get("type") in ("context_actions", "actions")]
+
+
+def _retry_after_s(error: SlackApiError) -> float:
+    headers = {name.lower(): value for name, value in (error.response.headers or {}).items()}
+    value = headers.get("retry-after", "1")
+    value = value[0] if isinstance(value, list) else value
+    try:
+        return min(float(value), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 1.0
 
 
 def _apology(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:

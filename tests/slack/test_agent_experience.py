@@ -10,6 +10,7 @@ import time
 from datetime import date
 from typing import Any
 
+import pytest
 from conftest import RunningBot, StartBot
 from seeding import seed_answer
 from slack_mock import (
@@ -28,6 +29,7 @@ from slack_mock import (
     streamed_markdown,
 )
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from bot.blocks import SourceRef, answer_messages
@@ -267,3 +269,26 @@ def _votes(bot: RunningBot) -> list[tuple[str, int]]:
     with bot.database.transaction() as session:
         rows = session.scalars(select(Feedback).order_by(Feedback.user_id)).all()
         return [(row.user_id, row.value) for row in rows]
+
+
+def test_an_answers_final_message_waits_out_slacks_rate_limit_where_a_sign_does_not() -> None:
+    slack = MockSlack().start()
+    try:
+        refusals = iter([True, True, False, True])
+        slack.responses["chat.postMessage"] = lambda args: (
+            {"ok": False, "error": "ratelimited", "_http_status": 429, "_retry_after": 0}
+            if next(refusals)
+            else {"ok": True, "channel": args["channel"], "ts": "1800000000.000001"}
+        )
+        client = WebClient(token="xoxb-test", base_url=slack.api_url)  # no retries of its own
+        target = ReplyTarget(client, TEAM_ID, "C0DISPATCH", "channel", "1.1", "U0A")
+        message = answer_messages("Yes.", [], 7)[0]
+
+        posted = target.post(message, patient=True)  # refused twice, then taken
+
+        assert posted["ts"] == "1800000000.000001"
+        with pytest.raises(SlackApiError):
+            target.post(message)  # a sign is not worth the wait
+        assert len(slack.calls_to("chat.postMessage")) == 4
+    finally:
+        slack.stop()
