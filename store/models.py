@@ -1,4 +1,5 @@
-"""The conversation store's tables (names and columns are an interface: see DESIGN.md).
+"""The conversation store's tables; their names and columns are an interface that exports,
+reports and operators' queries read.
 
 Every schema change here needs an Alembic migration in `migrations/versions`; a test
 compares these models with the migrated database and fails on any drift.

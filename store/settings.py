@@ -1,7 +1,7 @@
 """One typed settings object for the whole app, read from the environment and `.env`.
 
-Names match the environment variables exactly (DESIGN.md fixes them), so the README's
-configuration table and this class are the same list.
+Field names are the environment variables' names, lower-cased, so the README's
+configuration table and this class are the same list (a test keeps them so).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from store import schema
 from store.database import Database
 from store.models import Base
 
-DESIGN_TABLES = {
+INTERFACE_TABLES = {
     "conversations",
     "messages",
     "answers",
@@ -34,7 +34,7 @@ def _tables(database: Database) -> set[str]:
 def test_upgrade_creates_every_documented_table(empty_database: Database) -> None:
     schema.upgrade(empty_database)
 
-    assert _tables(empty_database) == DESIGN_TABLES
+    assert _tables(empty_database) == INTERFACE_TABLES
     assert schema.current_revision(empty_database.engine) == schema.head_revision()
 
 
@@ -60,7 +60,7 @@ def test_foreign_keys_tie_rows_to_their_parents(database: Database) -> None:
     inspector = inspect(database.engine)
     referred = {
         (table, fk["referred_table"])
-        for table in DESIGN_TABLES
+        for table in INTERFACE_TABLES
         for fk in inspector.get_foreign_keys(table)
     }
     assert referred >= {
@@ -88,7 +88,7 @@ def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(
     assert schema.current_revision(database.engine) is None
 
     schema.upgrade(database)
-    assert _tables(database) == DESIGN_TABLES
+    assert _tables(database) == INTERFACE_TABLES
 
 
 def test_app_refuses_a_database_without_the_schema(empty_database: Database) -> None:
@@ -115,6 +115,6 @@ def test_app_refuses_a_database_from_a_newer_release(database: Database) -> None
 def test_app_opens_a_current_database(database: Database) -> None:
     opened = schema.open_current_database(database.url.render_as_string(hide_password=False))
     try:
-        assert _tables(opened) == DESIGN_TABLES
+        assert _tables(opened) == INTERFACE_TABLES
     finally:
         opened.dispose()
