@@ -32,7 +32,7 @@ def suggested_prompts(
 ) -> list[dict[str, str]]:
     """The prompts for one reader: {"title", "message"} each, four at most."""
     settings = services.settings
-    rules = EscalationRules(settings.escalation_phrases, settings.escalation_sensitive_terms)
+    rules = EscalationRules.from_settings(settings)
     try:
         audiences = services.access.user_audiences(user_id, client)
         with services.database.transaction() as session:

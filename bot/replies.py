@@ -369,15 +369,12 @@ class AgentReply:
 
     def _attempt(self, method: str, request: Callable[[], Any]) -> Any | None:
         """Call, remembering a refusal of the method for this kind of channel."""
-        try:
-            return request()
-        except SlackApiError as error:
-            code = str(error.response.get("error", ""))
-            if code in REFUSALS:
-                self._support.refuse(method, self._target.channel_type, code)
-            else:
-                logger.warning("Slack refused a call to %s: %s", method, code or error)
-            return None
+        channel_type = self._target.channel_type
+
+        def refused(code: str) -> None:
+            self._support.refuse(method, channel_type, code)
+
+        return _call(request, what=f"a call to {method}", on_refusal=refused)
 
 
 def footer_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -408,10 +405,20 @@ def _apology(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return blocks[dividers[-1] :] if dividers else blocks
 
 
-def _call(request: Callable[..., Any], *args: Any) -> Any | None:
-    """A Web API call whose failure is logged and survived; None when it failed."""
+def _call(
+    request: Callable[..., Any],
+    *args: Any,
+    what: str = "a call",
+    on_refusal: Callable[[str], None] | None = None,
+) -> Any | None:
+    """A Web API call whose failure is logged and survived; None when it failed.
+    `on_refusal` hears the errors by which Slack refuses a method outright (REFUSALS)."""
     try:
         return request(*args)
     except SlackApiError as error:
-        logger.warning("Slack refused a call: %s", error.response.get("error", error))
+        code = str(error.response.get("error", ""))
+        if on_refusal is not None and code in REFUSALS:
+            on_refusal(code)
+        else:
+            logger.warning("Slack refused %s: %s", what, code or error)
         return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from store.settings import Settings
+
 
 def _pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
     words = [r"\s+".join(map(re.escape, term.split())) for term in terms if term.strip()]
@@ -21,6 +23,10 @@ class EscalationRules:
     def __init__(self, phrases: Iterable[str], sensitive_terms: Iterable[str]) -> None:
         self._asks = _pattern(phrases)
         self._sensitive = _pattern(sensitive_terms)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EscalationRules:
+        return cls(settings.escalation_phrases, settings.escalation_sensitive_terms)
 
     def asks_for_a_person(self, text: str) -> bool:
         return bool(self._asks and self._asks.search(text))

@@ -111,7 +111,7 @@ def sample_files() -> dict[str, dict[str, Any]]:
         )
     )
     settings = Settings(_env_file=None)
-    rules = EscalationRules(settings.escalation_phrases, settings.escalation_sensitive_terms)
+    rules = EscalationRules.from_settings(settings)
     return {
         "answer.json": {"blocks": messages[0].blocks},
         "streamed-answer.json": _streamed_answer(messages[0].blocks),

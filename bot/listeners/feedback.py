@@ -44,23 +44,18 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
     def vote(
         body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
-        """Slack's feedback buttons: one action, the vote in the clicked button's value."""
-        value, answer_id = parse_feedback_value(action.get("value"))
-        click = ButtonClick.from_body(body, {**action, "value": answer_id})
+        """Slack's feedback buttons carry the vote in the clicked button's value; the ordinary
+        👍/👎 buttons of answers posted before them, in their action id."""
+        if action.get("action_id") == FEEDBACK:
+            value, answer_id = parse_feedback_value(action.get("value"))
+            click = ButtonClick.from_body(body, {**action, "value": answer_id})
+        else:
+            value = 1 if action.get("action_id") == FEEDBACK_UP else -1
+            click = ButtonClick.from_body(body, action)
         if value > 0:
             _vote_up(click, client, context)
         else:
             _vote_down(click, client, context)
-
-    def vote_up(
-        body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
-    ) -> None:
-        _vote_up(ButtonClick.from_body(body, action), client, context)
-
-    def vote_down(
-        body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
-    ) -> None:
-        _vote_down(ButtonClick.from_body(body, action), client, context)
 
     def _vote_up(click: ButtonClick, client: WebClient, context: BoltContext) -> None:
         asker = _Asker.of(client, click)
@@ -95,9 +90,8 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
         if stored:
             asker.tell(reason_ack_text(reason))
 
-    app.action(FEEDBACK)(ack=ack, lazy=[vote])
-    app.action(FEEDBACK_UP)(ack=ack, lazy=[vote_up])
-    app.action(FEEDBACK_DOWN)(ack=ack, lazy=[vote_down])
+    for action_id in (FEEDBACK, FEEDBACK_UP, FEEDBACK_DOWN):
+        app.action(action_id)(ack=ack, lazy=[vote])
     app.view(FEEDBACK_REASON_VIEW)(ack=ack, lazy=[store_reason])
 
 

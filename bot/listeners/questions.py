@@ -72,7 +72,7 @@ FROM_SPOOL = "from_spool"
 def register(
     app: App, services: Services, channels: ChannelPolicy, ack: Callable[..., None]
 ) -> None:
-    rules = _escalation_rules(services)
+    rules = EscalationRules.from_settings(services.settings)
     spool = QuestionSpool.of(services.settings)
 
     def answer_mention(
@@ -182,7 +182,7 @@ def replay_spooled(spooled: SpooledQuestion, client: WebClient, services: Servic
         client,
         services,
         channels,
-        _escalation_rules(services),
+        EscalationRules.from_settings(services.settings),
         still_refused,
     )
     return not refused
@@ -194,11 +194,6 @@ def _keep_unannounced(question: Question, keep: Keep) -> None:
         keep()
     except OSError:
         logger.exception("could not keep a reply in channel=%s", question.channel_id)
-
-
-def _escalation_rules(services: Services) -> EscalationRules:
-    settings = services.settings
-    return EscalationRules(settings.escalation_phrases, settings.escalation_sensitive_terms)
 
 
 def _keeper(
