@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bot_harness import POLICIES, BotParts, IdleTrackingExecutor, MakeParts, RunningBot, StartBot
 from policy_store_support import ingested_search
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
 from vllm_support import BASE_MODEL, make_client
@@ -30,7 +29,6 @@ from store import schema
 from store.database import Database
 from store.settings import Settings
 
-POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 CORPUS = ["load-approval.md", "service-slas.md", "hazmat-handling.md", "ticket-priorities.md"]
 
 
@@ -46,28 +44,6 @@ def mock_slack() -> Iterator[MockSlack]:
     mock = MockSlack().start()
     yield mock
     mock.stop()
-
-
-@dataclass
-class RunningBot:
-    slack: MockSlack
-    send: SlackSender
-    database: Database
-    settings: Settings
-    url: str
-    stop: Callable[[], None]  # a clean stop, as on SIGTERM (the store stays as it is)
-
-
-@dataclass
-class BotParts:
-    settings: Settings
-    database: Database
-    services: Services
-    executor: ThreadPoolExecutor
-
-
-MakeParts = Callable[..., BotParts]
-StartBot = Callable[..., RunningBot]
 
 
 @pytest.fixture
@@ -134,7 +110,7 @@ def make_parts(
             settings,
             database,
             Services(settings, database, assistant, search or policy_search),
-            answer_executor(settings),
+            IdleTrackingExecutor(answer_executor(settings)),
         )
         made.append(parts)
         return parts
@@ -183,6 +159,7 @@ def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot
             settings=parts.settings,
             url=server.url,
             stop=stop,
+            executor=parts.executor,
         )
 
     yield start

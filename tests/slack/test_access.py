@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from policy_store_support import ingested_search
 from slack_mock import SlackCall, block_text, event_callback, has_buttons, mention, message
 from slack_sdk import WebClient

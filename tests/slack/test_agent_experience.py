@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from seeding import seed_answer
 from slack_mock import (
     TEAM_ID,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import POLICIES, RunningBot, StartBot
+from bot_harness import POLICIES, RunningBot, StartBot
 from embedding_support import default_embedder
 from home_seed import Seeder
 from policy_store_support import COLLECTION, ingested_search

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from embedding_support import default_embedder
 from fault_support import Gate, QdrantStandIn
 from metrics_support import scrape

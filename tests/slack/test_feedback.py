@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from slack_mock import (
     SlackCall,
     assert_valid_blocks,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from injection_support import system_prompt_runs
 from seeding import seed_escalation
 from slack_mock import SlackCall, block_text, event_callback, has_buttons, mention

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from metrics_support import Scrape, scrape, wait_for_metric
 from seeding import seed_answer, seed_escalation
 from slack_mock import block_action, event_callback, has_buttons, mention

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from slack_mock import (
     BOT_ID,
     BOT_USER_ID,

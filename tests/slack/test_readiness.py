@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import StartBot
+from bot_harness import StartBot
 from pydantic import SecretStr
 from vllm_support import BASE_MODEL, MODELS_DIR, RunningServer, SocketServer
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import StartBot
+from bot_harness import StartBot
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, block_text, event_callback, mention
 
 from bot.logs import log_handler

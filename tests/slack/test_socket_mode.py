@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import MakeParts
+from bot_harness import MakeParts
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_mock import (
     APP_TOKEN,

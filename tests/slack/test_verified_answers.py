@@ -4,7 +4,7 @@ tests do not depend on what a 135M model happens to write."""
 
 from __future__ import annotations
 
-from conftest import RunningBot, StartBot
+from bot_harness import RunningBot, StartBot
 from metrics_support import scrape
 from slack_mock import (
     SlackCall,
