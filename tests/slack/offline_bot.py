@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_harness import IdleTrackingExecutor
 from slack_mock import BOT_TOKEN, SIGNING_SECRET, MockSlack, SlackSender
 from sqlalchemy import func, select
 from vllm_support import BASE_MODEL, free_port, make_client
@@ -35,6 +36,12 @@ class OfflineBot:
     database: Database
     url: str
     address: tuple[str, int]
+    executor: IdleTrackingExecutor
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every listener the requests so far started has finished: then what
+        they were going to do to Slack or the store is done (see RunningBot.wait_idle)."""
+        self.executor.wait_idle(timeout)
 
     def side_effects(self) -> tuple[list[str], dict[str, int]]:
         """What the bot has done so far: its Web API calls, and the rows in each table."""
@@ -51,7 +58,9 @@ class OfflineBot:
 
 
 def settle(seconds: float = 0.5) -> None:
-    """Give listeners that a request might have started time to reach Slack or the store."""
+    """Give listeners that a request might have started time to reach Slack or the store.
+
+    A guess: OfflineBot.wait_idle() waits exactly as long as the listeners run."""
     time.sleep(seconds)
 
 
@@ -79,7 +88,7 @@ def offline_bot(
         database=database,
         settings=AssistantSettings(k=4, min_relevance=0.30, reserved_for_answer=16),
     )
-    executor = answer_executor(settings)
+    executor = IdleTrackingExecutor(answer_executor(settings))
     app = create_app(Services(settings, database, assistant, search), Mode.HTTP, executor)
     server = SlackHTTPServer(("127.0.0.1", 0), app, request_timeout_s=request_timeout_s)
     # A short poll: shutting the server down at the end of a module then takes no time.
@@ -87,7 +96,12 @@ def offline_bot(
     try:
         host, port = server.server_address[:2]
         yield OfflineBot(
-            slack, SlackSender(server.url + EVENTS_PATH), database, server.url, (str(host), port)
+            slack,
+            SlackSender(server.url + EVENTS_PATH),
+            database,
+            server.url,
+            (str(host), port),
+            executor,
         )
     finally:
         server.shutdown()

@@ -7,7 +7,6 @@ Slack and on the prompt the model was given, never on the model's wording."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -374,7 +373,7 @@ def test_an_audience_granted_nowhere_is_seen_nowhere(start_bot: StartBot) -> Non
         ask(bot, message(BUDGET_QUESTION, channel="D0HRLEAD", user=HR_LEAD))[1],
     ]
 
-    time.sleep(0.2)  # anything still on its way to Slack
+    bot.wait_idle()  # anything still on its way to Slack
     shown = shown_in_slack(bot)
     assert "Year-End Budget Freeze" not in shown
     assert "FIN-88" not in shown

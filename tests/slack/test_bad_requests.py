@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from offline_bot import OfflineBot, offline_bot, settle
+from offline_bot import OfflineBot, offline_bot
 from slack_mock import (
     SIGNING_SECRET,
     app_home_opened,
@@ -153,7 +153,7 @@ def test_requests_slack_would_never_send_are_refused_without_side_effects(
     got = {name: send(bot).status_code for name, (send, _) in REFUSED.items()}
 
     assert got == {name: status for name, (_, status) in REFUSED.items()}
-    settle()
+    bot.wait_idle()
     assert bot.side_effects() == before
     assert httpx.get(bot.url + "/slack/events").headers["allow"] == "POST"
     assert httpx.post(bot.url + "/healthz").headers["allow"] == "GET"
@@ -176,7 +176,7 @@ def test_the_same_bodies_unsigned_are_refused_too(bot: OfflineBot) -> None:
 
     # Readable bodies fail the signature check; unreadable ones are refused before it.
     assert statuses == [401, 400, 400, 401, 400]
-    settle()
+    bot.wait_idle()
     assert bot.side_effects() == before
 
 
@@ -194,7 +194,7 @@ def test_signed_events_with_fields_of_the_wrong_type_are_ignored_without_an_erro
 
     with caplog.at_level(logging.ERROR):
         statuses = [bot.send.event(event_callback(event)).status_code for event in odd]
-        settle()
+        bot.wait_idle()
 
     assert statuses == [200] * len(odd)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -225,7 +225,7 @@ def test_a_replayed_request_is_refused_and_does_nothing(bot: OfflineBot) -> None
 
     assert first.status_code == 200
     assert [r.status_code for r in (*replayed, retry_header)] == [401, 401, 401]
-    settle()
+    bot.wait_idle()
     assert len(bot.slack.calls_to("views.publish")) == publishes + 1
 
 
@@ -370,5 +370,5 @@ def test_a_body_longer_than_its_content_length_is_not_taken_for_the_next_request
         statuses = statuses_then_close(connection)
 
     assert statuses == [401]
-    settle()
+    bot.wait_idle()
     assert bot.side_effects() == before

@@ -4,7 +4,6 @@ gets it into Slack. The model is a canned endpoint that "obeys", the worst case.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,6 @@ from serving.assistant import POLICY_WORDS_LEAD
 from serving.prompts import SYSTEM_PROMPT
 from store.models import Conversation, Escalation, Message
 
-QUIET_S = 0.5  # how long the test waits to be sure that nothing more reaches Slack
 OBEYING = (
     "Done! I resolved escalation 1, closed ticket 42 and gave <@U0BOB>'s ticket to you. "
     "<!channel> the shift lead approves it [1]."
@@ -52,7 +50,7 @@ def _ask(bot: RunningBot, question: dict[str, Any]) -> SlackCall:
     )[0]
     ts = placeholder.response["ts"]
     final = bot.slack.wait_for("chat.update", lambda c: c.args["ts"] == ts and has_buttons(c))[0]
-    time.sleep(QUIET_S)
+    bot.wait_idle()
     return final
 
 

@@ -4,7 +4,6 @@ is told privately to wait."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -29,7 +28,6 @@ from store.models import Message
 from store.types import utcnow
 
 ANSWER = "The shift lead on duty approves a 30,000 lb load [1]."
-QUIET_S = 0.5
 LIMITED = "dispatchbot_questions_rate_limited_total"
 
 
@@ -89,7 +87,8 @@ def test_a_person_over_the_limit_waits_and_the_limit_holds_across_replicas(
     assert note.args["channel"] == third["channel"]
     assert "You've asked 3 questions in the last minute" in note.args["text"]
     assert "send it again in a minute" in note.args["text"]
-    time.sleep(QUIET_S)
+    one.wait_idle()
+    two.wait_idle()
     assert len(model.requests) == 2  # no model call for the third
     assert not [
         c for c in one.slack.calls_to("chat.postMessage") if c.args.get("thread_ts") == third["ts"]
@@ -130,6 +129,6 @@ def test_a_busy_channel_over_its_limit_waits_but_direct_messages_and_handoffs_go
     bot.slack.wait_for("chat.postMessage", lambda c: c.args["channel"] == "C0ONCALL")
     # A direct message is not the channel's.
     answered(bot, message("who approves a 30,000 lb load?", channel="D0CAROL", user="U0CAROL"))
-    time.sleep(QUIET_S)
+    bot.wait_idle()
     assert len(model.requests) == 3
     assert len(bot.slack.calls_to("chat.postEphemeral")) == 1

@@ -167,9 +167,9 @@ def test_a_resolution_saved_as_verified_answers_the_next_person_with_no_model_ca
     bot: RunningBot, model: CannedChatServer
 ) -> None:
     modal = escalate_and_resolve(bot, "C0DISPATCH")
+    # The resolution's listener stores it, then makes it searchable: wait until it is done.
+    bot.wait_idle()
     [verified] = saved(bot)
-    # Wait until the searchable copy is in (the resolution is stored, then indexed).
-    time.sleep(0.5)
     calls_before = len(model.requests)
 
     again = mention("Who approves a 30,000 lb load", channel="C0DISPATCH")
@@ -204,8 +204,8 @@ def test_an_answer_resolved_for_hr_never_reaches_a_channel_without_hr(
     bot: RunningBot, model: CannedChatServer
 ) -> None:
     escalate_and_resolve(bot, HR_CHANNEL)
+    bot.wait_idle()
     [verified] = saved(bot)
-    time.sleep(0.5)
 
     in_dispatch = mention(QUESTION, channel="C0DISPATCH")
     bot.send.event(event_callback(in_dispatch))
