@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store.settings import Settings
+from store.settings import SETTINGS_GROUPS, Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ALL_VARIABLES = [
@@ -82,3 +82,10 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
 
     assert set(ALL_VARIABLES) <= documented, set(ALL_VARIABLES) - documented
+
+
+def test_every_setting_belongs_to_exactly_one_group() -> None:
+    grouped = [name for group in SETTINGS_GROUPS for name in group.model_fields]
+
+    assert sorted(grouped) == sorted(Settings.model_fields)
+    assert list(Settings.model_fields) == grouped  # `dispatchbot config` lists them by group
