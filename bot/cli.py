@@ -12,6 +12,7 @@ from bot.commands import (
     config,
     dataset,
     db,
+    docs,
     documents,
     escalations,
     evaluate,
@@ -55,6 +56,7 @@ app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
 app.command("learn")(learn.learn)
 app.command("slack-docs")(slack_docs.slack_docs)
+app.command("docs")(docs.docs)
 
 
 @app.callback()
