@@ -2,7 +2,7 @@
 # The dispatchbot image: `dispatchbot run --mode http` on port 3000, as a non-root user.
 #   docker build -t dispatchbot .
 # The same package set as `make install` (torch pinned first, then this project), less the
-# [dev] extras; training runs elsewhere (see deploy/README.md).
+# [dev] extras; training runs elsewhere (see docs/operations.md).
 
 ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 

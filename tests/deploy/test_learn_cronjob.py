@@ -7,7 +7,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from deploy_support import DEPLOY, k8s_resources, option_value, parse_cli
+from deploy_support import REPO, k8s_resources, option_value, parse_cli
 
 from serving.training import Method
 
@@ -63,9 +63,9 @@ def test_learn_trains_the_served_model_and_writes_adapters_where_vllm_reads_them
     assert "/tmp" in mounted
 
 
-def test_the_deploy_readme_gives_a_cron_line_for_learn() -> None:
-    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
-    (cron,) = [line for line in readme.splitlines() if re.match(r"\d+ \d+ \* \* \* ", line)]
+def test_the_operations_guide_gives_a_cron_line_for_learn() -> None:
+    guide = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    (cron,) = [line for line in guide.splitlines() if re.match(r"\d+ \d+ \* \* \* ", line)]
     command = re.search(r"/dispatchbot (learn [^>]*)", cron).group(1).split()  # type: ignore[union-attr]
 
     assert parse_cli(command).info_name == "dispatchbot learn"
