@@ -24,6 +24,7 @@ from bot.metrics import CountedRateLimitRetryHandler, SlackCallObserver
 from bot.middleware import assign_request_id
 from bot.replay import ReplayGuard
 from bot.services import Services
+from store.errors import BadInput, ErrorKind
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Mode(StrEnum):
     HTTP = "http"  # Events API and interactivity at /slack/events: behind a load balancer
 
 
-class SlackSetupError(Exception):
+class SlackSetupError(BadInput):
     """The Slack side is not configured or refuses the credentials; the message says what to do."""
 
 
@@ -134,12 +135,14 @@ def create_app(services: Services, mode: Mode, executor: ThreadPoolExecutor | No
     except BoltError as error:
         raise SlackSetupError(
             f"Slack refused SLACK_BOT_TOKEN ({error}); copy the bot token of the installed "
-            "app again, and check SLACK_API_URL"
+            "app again, and check SLACK_API_URL",
+            kind=ErrorKind.UNAVAILABLE,
         ) from error
     except (URLError, OSError) as error:
         raise SlackSetupError(
             f"cannot reach Slack at {settings.slack_api_url} ({error}); check the network "
-            "or SLACK_API_URL"
+            "or SLACK_API_URL",
+            kind=ErrorKind.UNAVAILABLE,
         ) from error
     # Bolt logs a rejected request's whole body at INFO, and bodies carry what people wrote.
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)

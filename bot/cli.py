@@ -27,12 +27,13 @@ from bot.commands import (
     verified,
 )
 from bot.commands import retrieval as retrieval_commands
-from bot.commands.common import fail
+from bot.commands.common import ReportingGroup, fail
 from bot.logs import configure_logging
 from store.settings import Settings
 
 app = typer.Typer(
     name="dispatchbot",
+    cls=ReportingGroup,
     help="dispatchbot: answers dispatch and service-ticket questions in Slack from current policy.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

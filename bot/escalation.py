@@ -5,6 +5,8 @@ resolutions and reminders. Every state change is written to the store first; Sla
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from slack_sdk import WebClient
@@ -28,6 +30,7 @@ from bot.verified import entry_of
 from retrieval.documents import DEFAULT_AUDIENCE
 from retrieval.verified import VerifiedEntry, index_verified
 from store import repository, verified_answers
+from store.errors import Unavailable
 from store.models import (
     Answer,
     Conversation,
@@ -103,9 +106,18 @@ class Handoff:
         logger.info(
             "escalation=%d trigger=%s priority=%s", escalation_id, trigger.value, priority.value
         )
+        steps: list[SlackStep] = []
         if tell_thread:
-            self.tell_thread_help_is_coming(channel_id, thread_ts, asker_id, priority)
-        self._post_card(escalation_id)
+            steps.append(
+                SlackStep(
+                    "tell the thread",
+                    lambda: self.tell_thread_help_is_coming(
+                        channel_id, thread_ts, asker_id, priority
+                    ),
+                )
+            )
+        steps.append(SlackStep("post the card", lambda: self._post_card(escalation_id)))
+        deliver(steps, f"escalation {escalation_id}")
         return escalation_id
 
     def tell_thread_help_is_coming(
@@ -129,12 +141,19 @@ class Handoff:
             channel_id = escalation.conversation.channel_id
             thread_ts = escalation.conversation.thread_ts
             trigger = escalation.trigger
+        steps: list[SlackStep] = []
         if newly:
             metrics.count_escalation(trigger, EscalationStatus.CLAIMED)
-            self._client.chat_postMessage(
-                channel=channel_id, thread_ts=thread_ts, text=claimed_notice(assignee)
+            steps.append(
+                SlackStep(
+                    "tell the thread",
+                    lambda: self._client.chat_postMessage(
+                        channel=channel_id, thread_ts=thread_ts, text=claimed_notice(assignee)
+                    ),
+                )
             )
-        self._update_card(escalation_id)
+        steps.append(SlackStep("update the card", lambda: self._update_card(escalation_id)))
+        deliver(steps, f"claim of escalation {escalation_id}")
 
     def prefill_for(self, escalation_id: int, user_id: str) -> str | None:
         """The resolver's (or the assignee's) last reply in the thread, to start the answer."""
@@ -190,7 +209,14 @@ class Handoff:
             conversation_id = conversation.id
             trigger = escalation.trigger
         metrics.count_escalation(trigger, EscalationStatus.RESOLVED)
-        if not already_said:
+        if saved is not None:  # searchable before Slack hears of it: Slack may fail
+            search = self._services.search
+            index_verified(search.store, search.embedder, saved)
+            logger.info(
+                "verified answer=%d saved from escalation=%d", saved.verified_id, escalation_id
+            )
+
+        def post_in_thread() -> None:
             posted = [
                 self._client.chat_postMessage(
                     channel=channel_id,
@@ -210,13 +236,10 @@ class Handoff:
                     user_id=assignee,
                     slack_ts=posted[0]["ts"],
                 )
-        self._update_card(escalation_id)
-        if saved is not None:
-            search = self._services.search
-            index_verified(search.store, search.embedder, saved)
-            logger.info(
-                "verified answer=%d saved from escalation=%d", saved.verified_id, escalation_id
-            )
+
+        steps = [] if already_said else [SlackStep("post the answer", post_in_thread)]
+        steps.append(SlackStep("update the card", lambda: self._update_card(escalation_id)))
+        deliver(steps, f"resolution of escalation {escalation_id}")
 
     def send_due_reminders(self) -> int:
         """Re-post cards nobody claimed in time; each reminder is sent by one replica only."""
@@ -255,7 +278,10 @@ class Handoff:
         with self._services.database.transaction() as session:
             repository.set_escalation_card(session, escalation_id, channel=channel, ts=posted["ts"])
         if reminder and previous[1]:
-            self._edit(previous[0], previous[1], moved_card_notice(card))
+            try:
+                self._edit(previous[0], previous[1], moved_card_notice(card))
+            except Exception:  # the new card is up; the old one just does not point at it
+                logger.warning("could not mark an escalation's earlier card", exc_info=True)
 
     def _update_card(self, escalation_id: int) -> None:
         with self._services.database.transaction() as session:
@@ -269,12 +295,7 @@ class Handoff:
         self._edit(where[0], where[1], escalation_card(card))
 
     def _edit(self, channel: str | None, ts: str, message: SlackMessage) -> None:
-        try:
-            self._client.chat_update(
-                channel=channel, ts=ts, text=message.text, blocks=message.blocks
-            )
-        except SlackApiError as error:
-            logger.warning("could not update an escalation card: %s", error.response.get("error"))
+        self._client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
 
     def _card(
         self, session: Session, escalation: Escalation, reminder: int, card_channel: str
@@ -324,8 +345,36 @@ class Handoff:
                     "permalink"
                 ]
             )
-        except SlackApiError:
+        except (SlackApiError, OSError):  # the card goes without the link
+            logger.warning("no permalink for the thread of an escalation card", exc_info=True)
             return None
+
+
+class NotDelivered(Unavailable):
+    """A change is stored, but Slack did not take every message about it."""
+
+
+@dataclass(frozen=True)
+class SlackStep:
+    """One message about a stored change: `what` names it in the log."""
+
+    what: str
+    send: Callable[[], object]
+
+
+def deliver(steps: list[SlackStep], change: str) -> None:
+    """Send every step though one fails (the card still goes when the thread notice did
+    not); then raise NotDelivered naming what failed, for the listener to tell the person.
+    The change itself is stored already: nothing here can lose it."""
+    failed = []
+    for step in steps:
+        try:
+            step.send()
+        except Exception:
+            logger.exception("could not %s for %s", step.what, change)
+            failed.append(step.what)
+    if failed:
+        raise NotDelivered(f"{change} is recorded, but Slack failed to {' and '.join(failed)}")
 
 
 def narrowest_audience(

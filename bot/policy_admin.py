@@ -33,6 +33,7 @@ from retrieval.verified import VerifiedEntry, index_verified, unindex_verified
 from retrieval.versions import delete_versions, read_versions
 from store import verified_answers
 from store.database import Database
+from store.errors import Unavailable
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _REPLY_LIMIT = 64 * 1024 * 1024
 CLIENT_TIMEOUT_S = 1800.0
 
 
-class PolicyAdminError(Exception):
+class PolicyAdminError(Unavailable):
     """The running bot could not be reached, or refused the change; the message says why."""
 
 

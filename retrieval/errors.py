@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from store.errors import BadInput, ErrorKind
 
-class RetrievalError(Exception):
+
+class RetrievalError(BadInput):
     """A problem with input, configuration or the vector store that the user can fix."""
 
 
@@ -19,9 +21,16 @@ class UnreadableDocumentError(RetrievalError):
 class StoreUnavailableError(RetrievalError):
     """The vector store cannot be opened or reached right now."""
 
+    kind = ErrorKind.UNAVAILABLE
+
 
 class StoreBusyError(StoreUnavailableError):
     """Another process (the running bot, usually) holds the embedded store."""
+
+
+def server_failed(error: Exception) -> StoreUnavailableError:
+    """A Qdrant server's failed request (qdrant-client's own errors) as dispatchbot's."""
+    return StoreUnavailableError(f"the Qdrant server failed the request: {error}")
 
 
 class NothingIngestedError(StoreUnavailableError):

@@ -33,6 +33,7 @@ from serving.assistant import (
 from serving.claims import SupportIndex, contains_fact, unsupported_claims
 from serving.guard import PROMPT_WITHHELD
 from serving.verification import is_refusal, repeated_sentence
+from store.errors import BadInput
 
 EVALUATION_TEAM = "evaluation"
 # Replies that carry no policy at all: to a covered question they are a refusal.
@@ -77,7 +78,7 @@ class LabelledQuestion(BaseModel):
         return self
 
 
-class LabelledSetError(ValueError):
+class LabelledSetError(BadInput):
     """The labelled set cannot be read; the message names the line and what is wrong."""
 
 

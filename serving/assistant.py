@@ -45,6 +45,7 @@ from serving.verified_sources import (
 )
 from store import repository, verified_answers
 from store.database import Database
+from store.errors import Unavailable
 from store.models import Conversation, Message
 from store.repository import AnswerRecord, CitationRecord
 
@@ -136,7 +137,7 @@ class AssistantAnswer:
         return self.text in (NOT_COVERED, NOTHING_WRITTEN, PROMPT_WITHHELD) or is_refusal(self.text)
 
 
-class QuestionNotRecorded(Exception):
+class QuestionNotRecorded(Unavailable):
     """The store refused the question (down, read-only, full): nothing of the turn was kept,
     and nothing was searched or generated."""
 

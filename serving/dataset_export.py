@@ -57,6 +57,7 @@ from serving.training_rows import (
     read_manifest,
 )
 from store.database import Database
+from store.errors import BadInput
 from store.models import (
     Answer,
     Conversation,
@@ -101,11 +102,11 @@ class Skip(StrEnum):
     VERIFIED_WITHOUT_PROMPT = "verified answer without prompt"  # nothing generated to pair it
 
 
-class ExportDirectoryError(ValueError):
+class ExportDirectoryError(BadInput):
     """The output folder holds something other than a previous export."""
 
 
-class SeedFileError(ValueError):
+class SeedFileError(BadInput):
     """The seed file cannot be read, or a line is not a seed row; the message says where."""
 
 

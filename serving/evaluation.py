@@ -28,6 +28,7 @@ from serving.claims import SupportIndex
 from serving.llm_client import GenerationResult, ModelClient, ModelError
 from serving.model_gate import CITATION, GateResult, VersionScores, version_scores
 from store.database import Database
+from store.errors import BadInput
 from store.models import Answer
 from store.settings import Settings
 
@@ -42,7 +43,7 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*")
 EvaluationProgress = Callable[[str, str], None]
 
 
-class EvaluationError(ValueError):
+class EvaluationError(BadInput):
     """Judging cannot start; the message says what to change."""
 
 

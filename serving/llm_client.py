@@ -20,6 +20,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from serving.routing import AdapterRouter, Route, TaskKind
+from store.errors import ErrorKind, Unavailable
 from store.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 ECHO_STOPS = ("<source", "</source")
 
 
-class ModelError(RuntimeError):
+class ModelError(Unavailable):
     """Generation failed; the message says what went wrong and what to do."""
 
 
@@ -53,6 +54,8 @@ class ModelUnavailable(ModelError):
 
 class ModelRequestRejected(ModelError):
     """An endpoint refused the request itself (4xx): another endpoint would refuse it too."""
+
+    kind = ErrorKind.REFUSED
 
 
 class ModelStreamInterrupted(ModelError):

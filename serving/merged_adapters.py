@@ -32,6 +32,7 @@ from serving.vllm_server import (
     wait_until_idle,
     wait_until_ready,
 )
+from store.errors import Unavailable
 from store.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ MERGED_FOLDER = "merged"
 _WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".gguf")
 
 
-class MergeError(RuntimeError):
+class MergeError(Unavailable):
     """The adapter cannot be merged into the base weights; the message says what to do."""
 
 

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
+from store.errors import BadInput
+
 if TYPE_CHECKING:
     from serving.answer_quality import AnswerScore
 
@@ -59,7 +61,7 @@ PREAMBLE = re.compile(
 )
 
 
-class PairingError(ValueError):
+class PairingError(BadInput):
     """The two versions' answers are not to the same questions in the same order."""
 
 

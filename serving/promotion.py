@@ -28,6 +28,7 @@ from serving.model_gate import GateResult
 from serving.vllm_admin import AdapterError, list_served_models, load_adapter
 from serving.vllm_server import ServerError
 from store.database import Database
+from store.errors import ErrorKind, Refused
 from store.models import ModelVersion, ModelVersionStatus
 from store.repository import canary_version, find_model_version, promoted_version
 from store.settings import Settings
@@ -41,7 +42,7 @@ DRAIN_TIMEOUT_S = 60.0
 SERVING = "serving"  # the metrics key of where a version is served apart from the endpoints
 
 
-class PromotionError(Exception):
+class PromotionError(Refused):
     """A promotion or rollback the registry cannot make; the message says why and what to do."""
 
 
@@ -113,7 +114,9 @@ def make_servable(
         try:
             served = {model.id for model in list_served_models(endpoint, api_key=api_key)}
         except Exception as error:
-            raise PromotionError(f"cannot reach the model server at {endpoint}: {error}") from error
+            raise PromotionError(
+                f"cannot reach the model server at {endpoint}: {error}", kind=ErrorKind.UNAVAILABLE
+            ) from error
         if version.name not in served:
             try:
                 load_adapter(endpoint, version.name, path, api_key=api_key)

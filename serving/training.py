@@ -37,6 +37,7 @@ from serving.training_rows import (
     read_manifest,
     read_rows,
 )
+from store.errors import BadInput
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
@@ -78,7 +79,7 @@ ROW_MODELS: dict[Method, type[TrainingRow]] = {
 }
 
 
-class TrainingError(ValueError):
+class TrainingError(BadInput):
     """Training cannot start with this input; the message says what to change."""
 
 

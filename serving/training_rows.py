@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from store.errors import BadInput
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 EXPORT_AGAIN = "export again"
@@ -60,7 +62,7 @@ def data_file(kind: str, split: Split) -> str:
 DATA_FILES = tuple(data_file(kind, split) for kind in RowKind for split in Split)
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(BadInput):
     """An export's file is missing or does not read as the exporter writes it; the message
     says which file and line, and what to do."""
 

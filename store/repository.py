@@ -15,6 +15,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.errors import NameTaken, NotOnRecord, Refused
 from store.models import (
     Answer,
     Citation,
@@ -121,7 +122,7 @@ def find_or_open_conversation(
     return conversation
 
 
-class EscalationStateError(Exception):
+class EscalationStateError(Refused):
     """A claim or resolve that the escalation's state does not allow; the message says why."""
 
 
@@ -284,7 +285,7 @@ def _escalation_for_update(session: Session, escalation_id: int) -> Escalation:
         select(Escalation).where(Escalation.id == escalation_id).with_for_update()
     ).one_or_none()
     if escalation is None:
-        raise LookupError(f"escalation {escalation_id} does not exist")
+        raise NotOnRecord(f"escalation {escalation_id} does not exist")
     return escalation
 
 
@@ -386,7 +387,7 @@ def record_feedback(
     if value not in (1, -1):
         raise ValueError(f"feedback value must be +1 or -1, got {value!r}")
     if session.get(Answer, answer_id) is None:
-        raise LookupError(f"answer {answer_id} does not exist")
+        raise NotOnRecord(f"answer {answer_id} does not exist")
     _insert_unless_exists(
         session,
         Feedback.__table__,
@@ -443,7 +444,7 @@ def register_model_version(
 ) -> ModelVersion:
     """Record a newly trained adapter as a candidate; names are never reused."""
     if find_model_version(session, name) is not None:
-        raise ValueError(f"a model version named {name!r} exists already; pick a new name")
+        raise NameTaken(f"a model version named {name!r} exists already; pick a new name")
     version = ModelVersion(
         name=name,
         base_model=base_model,

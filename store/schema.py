@@ -12,9 +12,10 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from store.database import Database
+from store.errors import Unavailable
 
 
-class SchemaOutOfDate(RuntimeError):
+class SchemaOutOfDate(Unavailable):
     """The database is behind (or ahead of) the code; the message says what to run."""
 
 

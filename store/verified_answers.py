@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store.errors import NotOnRecord
 from store.models import VerifiedAnswer, VerifiedAnswerStatus
 from store.types import utcnow
 
 
-class VerifiedAnswerNotFound(LookupError):
+class VerifiedAnswerNotFound(NotOnRecord):
     """No verified answer has that id."""
 
 

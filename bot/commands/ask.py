@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
+from bot.commands.common import command_services, fail_with, settings_of
 from bot.commands.model import ensure_local_model
 from serving.assistant import AssistantAnswer, ThreadKey, quote_json
 from serving.llm_client import ModelError
@@ -47,7 +47,7 @@ def ask(
                 if not as_json:
                     console.print(chunk, end="", highlight=False, markup=False)
         except ModelError as error:
-            fail(f"{error} (the question was saved)", EXIT_UNAVAILABLE)
+            fail_with(error, " (the question was saved)")
         answer = stream.result
 
     if as_json:

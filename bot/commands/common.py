@@ -4,24 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import click
 import typer
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from typer.core import TyperGroup
 
 from bot.services import Services, open_services
-from retrieval.errors import RetrievalError, StoreUnavailableError
+from retrieval.errors import server_failed
 from store.database import Database
-from store.schema import SchemaOutOfDate, open_current_database
+from store.errors import DispatchbotError, ErrorKind
+from store.schema import open_current_database
 from store.settings import Settings
 
 stderr = Console(stderr=True, soft_wrap=True)  # one error, one line: easy to grep
 
 EXIT_USAGE = 2  # bad input or configuration: the message says what to change
 EXIT_UNAVAILABLE = 3  # a service we depend on is down or not set up yet
+# The one place an error's kind becomes an exit status. A refusal (a state or rule that does
+# not allow it) is, like bad input, something the caller must change before trying again.
+EXIT_STATUS = {
+    ErrorKind.BAD_INPUT: EXIT_USAGE,
+    ErrorKind.UNAVAILABLE: EXIT_UNAVAILABLE,
+    ErrorKind.REFUSED: EXIT_USAGE,
+}
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -36,18 +46,40 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_with(error: DispatchbotError, more: str = "") -> NoReturn:
+    """End the command on one of dispatchbot's errors, with the status of its kind; `more`
+    adds what this command knows (what was kept, what to run next)."""
+    fail(f"{error}{more}", EXIT_STATUS[error.kind])
+
+
+class ReportingGroup(TyperGroup):
+    """The root command group: any of dispatchbot's errors that a command lets through ends
+    the run as `fail_with` does, so commands catch only what they add words to."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DispatchbotError as error:
+            fail_with(error)
+
+
 @contextmanager
 def command_services(settings: Settings, *, wait_for_ingest: bool = False) -> Iterator[Services]:
     """`open_services` for a command: a store or collection that is not ready ends it clearly."""
+    with (
+        qdrant_errors_as_ours(),
+        open_services(settings, wait_for_ingest=wait_for_ingest) as services,
+    ):
+        yield services
+
+
+@contextmanager
+def qdrant_errors_as_ours() -> Iterator[None]:
+    """qdrant-client's errors, raised as StoreUnavailableError (which ends a command)."""
     try:
-        with open_services(settings, wait_for_ingest=wait_for_ingest) as services:
-            yield services
-    except (SchemaOutOfDate, StoreUnavailableError) as error:
-        fail(str(error), EXIT_UNAVAILABLE)
-    except RetrievalError as error:
-        fail(str(error))
+        yield
     except (ResponseHandlingException, UnexpectedResponse) as error:
-        fail(f"the Qdrant server failed the request: {error}", EXIT_UNAVAILABLE)
+        raise server_failed(error) from error
 
 
 @contextmanager
@@ -62,8 +94,6 @@ def command_database(settings: Settings, *, current_schema: bool = True) -> Iter
             if current_schema
             else Database(settings.database_url)
         )
-    except SchemaOutOfDate as error:
-        fail(str(error), EXIT_UNAVAILABLE)
     except OperationalError as error:
         fail(_unreachable(settings, error), EXIT_UNAVAILABLE)
     try:

@@ -12,9 +12,7 @@ from rich.table import Table
 from bot.commands.common import command_database, fail, settings_of
 from bot.commands.retrieval import policy_search, policy_store
 from serving.dataset_export import (
-    ExportDirectoryError,
     ExportReport,
-    SeedFileError,
     check_output_dir,
     export_dataset,
     read_seed_file,
@@ -61,11 +59,8 @@ def export(
             f"--heldout-fraction must be below 1, so some data is left to train on; "
             f"got {heldout_fraction}"
         )
-    try:
-        check_output_dir(out)
-        seed_rows = read_seed_file(seed) if seed is not None else None
-    except (ExportDirectoryError, SeedFileError) as error:
-        fail(str(error))
+    check_output_dir(out)
+    seed_rows = read_seed_file(seed) if seed is not None else None
     with command_database(settings) as database:
         if seed_rows is None:
             report = export_dataset(database, out, heldout_fraction=heldout_fraction)

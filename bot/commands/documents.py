@@ -13,7 +13,7 @@ from rich.text import Text
 from bot.commands.common import fail, settings_of
 from bot.commands.retrieval import (
     policy_store,
-    store_errors_end_the_command,
+    qdrant_errors_as_ours,
     through_running_bot,
     verified_kept_current,
 )
@@ -82,7 +82,7 @@ def delete_document(
     what = f"version {version} of {doc_id!r}" if version else f"{doc_id!r} and all its versions"
     if not yes:
         typer.confirm(f"Delete {what}?", abort=True)
-    with store_errors_end_the_command():
+    with qdrant_errors_as_ours():
         try:
             with open_store(settings) as store:
                 require_collection(store)

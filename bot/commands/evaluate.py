@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of, stderr
+from bot.commands.common import command_services, settings_of, stderr
 from bot.commands.model import ensure_local_model
 from bot.commands.retrieval import policy_search, policy_store
 from bot.services import Services, assistant_settings
@@ -24,7 +24,6 @@ from retrieval.evaluate import ModeScores, evaluate_retrieval, read_labelled_set
 from serving.answer_quality import (
     AnswerQualityReport,
     LabelledQuestion,
-    LabelledSetError,
     evaluate_answers,
     prompt_support,
     read_labelled_questions,
@@ -45,9 +44,9 @@ from serving.evaluation import (
     pinned_client,
     version_report,
 )
-from serving.llm_client import ModelClient, ModelError
+from serving.llm_client import ModelClient
 from serving.model_gate import Measure, Requirement, judge
-from serving.promotion import PromotedAdapter, PromotionError, active_versions, make_servable
+from serving.promotion import PromotedAdapter, active_versions, make_servable
 from store.database import Database
 from store.models import Answer, ModelVersion
 from store.repository import find_model_version
@@ -144,10 +143,7 @@ def evaluate_answers_command(
     scratch database, never to the store. Starts the local vLLM first when needed.
     """
     settings = settings_of(ctx)
-    try:
-        questions = spread(read_labelled_questions(file), count)
-    except LabelledSetError as error:
-        fail(str(error))
+    questions = spread(read_labelled_questions(file), count)
     with command_services(settings) as services, scratch_database() as scratch:
         ensure_local_model(settings)
         promoted = PromotedAdapter(services.database)
@@ -166,12 +162,9 @@ def evaluate_answers_command(
             def advance(_: LabelledQuestion) -> None:
                 progress.advance(task)
 
-            try:
-                result = evaluate_answers(
-                    assistant, questions, support_of=stored_support(scratch), progress=advance
-                )
-            except ModelError as error:
-                fail(str(error), EXIT_UNAVAILABLE)
+            result = evaluate_answers(
+                assistant, questions, support_of=stored_support(scratch), progress=advance
+            )
     if as_json:
         typer.echo(json.dumps(result.to_json() | {"file": str(file)}, indent=2))
         return
@@ -277,11 +270,8 @@ def evaluate_model_command(
     on the candidate for `dispatchbot promote`. Exit status 0 when it passes, 1 when not.
     """
     settings = settings_of(ctx)
-    try:
-        questions = spread(read_labelled_questions(file), count)
-        heldout = heldout_items(data)[:count] if data is not None else []
-    except (LabelledSetError, EvaluationError) as error:
-        fail(str(error))
+    questions = spread(read_labelled_questions(file), count)
+    heldout = heldout_items(data)[:count] if data is not None else []
     with command_services(settings) as services:
         ensure_local_model(settings)
         with Progress(
@@ -293,14 +283,9 @@ def evaluate_model_command(
             def advance(version: str, _: str) -> None:
                 progress.update(task, description=f"answering with {version}", advance=1)
 
-            try:
-                judgement = evaluate_candidate(
-                    services, settings, candidate, against, questions, advance, heldout=heldout
-                )
-            except EvaluationError as error:
-                fail(str(error))
-            except (PromotionError, ModelError) as error:
-                fail(str(error), EXIT_UNAVAILABLE)
+            judgement = evaluate_candidate(
+                services, settings, candidate, against, questions, advance, heldout=heldout
+            )
     if as_json:
         typer.echo(json.dumps(judgement.to_json() | {"file": str(file)}, indent=2))
     else:

@@ -32,7 +32,14 @@ from sqlalchemy.orm import Session
 
 from bot.app import slack_client
 from bot.blocks import SlackMessage
-from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of, stderr
+from bot.commands.common import (
+    EXIT_UNAVAILABLE,
+    command_services,
+    fail,
+    fail_with,
+    settings_of,
+    stderr,
+)
 from bot.commands.common import command_database as open_database
 from bot.commands.evaluate import DEFAULT_ANSWER_SET, evaluate_candidate
 from bot.commands.train import default_base, train_and_register
@@ -40,20 +47,17 @@ from bot.learn_blocks import LearnSummary, MeasureRow, learn_summary_message
 from bot.services import Services
 from serving.answer_quality import (
     LabelledQuestion,
-    LabelledSetError,
     read_labelled_questions,
     spread,
 )
 from serving.dataset_export import (
     ExportReport,
-    SeedFileError,
     SeedRow,
     export_dataset,
     read_seed_file,
 )
 from serving.evaluation import (
     BASE,
-    EvaluationError,
     ModelJudgement,
     VersionReport,
     heldout_items,
@@ -270,11 +274,8 @@ def _options(
     question_count: int | None,
 ) -> LearnOptions:
     """Everything that can be wrong with the input, found before any work is done."""
-    try:
-        seed_rows = read_seed_file(seed) if seed is not None else None
-        labelled = spread(read_labelled_questions(questions), question_count)
-    except (SeedFileError, LabelledSetError) as error:
-        fail(str(error))
+    seed_rows = read_seed_file(seed) if seed is not None else None
+    labelled = spread(read_labelled_questions(questions), question_count)
     if settings.vllm_max_lora_rank < TrainingConfig.rank:
         fail(
             f"VLLM_MAX_LORA_RANK ({settings.vllm_max_lora_rank}) is below the rank learn "
@@ -388,10 +389,8 @@ def _judge(
         return evaluate_candidate(
             services, settings, candidate, None, options.questions, heldout=heldout
         )
-    except EvaluationError as error:
-        fail(str(error))
     except (PromotionError, ModelError) as error:
-        fail(f"{error}; run learn again to judge {candidate}", EXIT_UNAVAILABLE)
+        fail_with(error, f"; run learn again to judge {candidate}")
 
 
 def _promote(settings: Settings, database: Database, candidate: str) -> str:
@@ -401,11 +400,7 @@ def _promote(settings: Settings, database: Database, candidate: str) -> str:
             settings, database, candidate, report=lambda step: stderr.print(f"• {step}")
         )
     except PromotionError as error:
-        unavailable = "cannot reach" in str(error)
-        fail(
-            f"{error}; run learn again to promote {candidate}",
-            EXIT_UNAVAILABLE if unavailable else 2,
-        )
+        fail_with(error, f"; run learn again to promote {candidate}")
     return candidate
 
 

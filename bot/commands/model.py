@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of, stderr
+from bot.commands.common import command_database, fail_with, settings_of, stderr
 from serving.base_weights import WeightsError
 from serving.local_vllm import (
     local_pid_file,
@@ -54,10 +54,7 @@ def setup(ctx: typer.Context) -> None:
 
     The tests need only this (they start their own server); quick once done.
     """
-    try:
-        config = prepare_local_vllm(settings_of(ctx), _report)
-    except (VllmEnvError, WeightsError) as error:
-        fail(str(error), EXIT_UNAVAILABLE)
+    config = prepare_local_vllm(settings_of(ctx), _report)
     console.print(f"vLLM runs with {config.python}; the base model is in {config.model_dir}.")
 
 
@@ -76,10 +73,7 @@ def serve(
     """
     settings = settings_of(ctx)
     began = time.monotonic()
-    try:
-        outcome = serve_local_vllm(settings, _report, port)
-    except (ServerError, VllmEnvError, WeightsError) as error:
-        fail(str(error), EXIT_UNAVAILABLE)
+    outcome = serve_local_vllm(settings, _report, port)
     record = outcome.record
     if outcome.already_running:
         console.print(
@@ -212,7 +206,7 @@ def ensure_local_model(settings: Settings) -> None:
         try:
             serve_local_vllm(settings, report=lambda step: stderr.print(f"• {step}"))
         except (ServerError, VllmEnvError, WeightsError) as error:
-            fail(f"cannot start the local model: {error}", EXIT_UNAVAILABLE)
+            fail_with(error, "; the local model did not start")
     # Also when it runs: the promoted version's own server may not.
     restore_adapters(settings, local_url, stderr)
 

@@ -8,8 +8,8 @@ from dataclasses import asdict
 import typer
 from rich.console import Console
 
-from bot.commands.common import EXIT_UNAVAILABLE, command_database, fail, settings_of, stderr
-from serving.promotion import ActiveVersions, PromotionError, apply_promotion, apply_rollback
+from bot.commands.common import command_database, settings_of, stderr
+from serving.promotion import ActiveVersions, apply_promotion, apply_rollback
 
 console = Console(soft_wrap=True)
 
@@ -36,12 +36,9 @@ def promote(
     """
     settings = settings_of(ctx)
     with command_database(settings) as database:
-        try:
-            active = apply_promotion(
-                settings, database, name, canary_share=canary, force=force, report=_progress
-            )
-        except PromotionError as error:
-            fail(str(error), EXIT_UNAVAILABLE if "cannot reach" in str(error) else 2)
+        active = apply_promotion(
+            settings, database, name, canary_share=canary, force=force, report=_progress
+        )
     _report(active, as_json)
 
 
@@ -56,10 +53,7 @@ def rollback(
     """
     settings = settings_of(ctx)
     with command_database(settings) as database:
-        try:
-            active = apply_rollback(settings, database, report=_progress)
-        except PromotionError as error:
-            fail(str(error), EXIT_UNAVAILABLE if "cannot reach" in str(error) else 2)
+        active = apply_rollback(settings, database, report=_progress)
     _report(active, as_json)
 
 

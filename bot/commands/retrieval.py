@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from bot.commands.common import EXIT_UNAVAILABLE, fail, settings_of, stderr
+from bot.commands.common import EXIT_UNAVAILABLE, fail, qdrant_errors_as_ours, settings_of, stderr
 from bot.policy_admin import (
-    PolicyAdminError,
     admin_socket,
     ingest_policies,
     keep_verified_current,
@@ -28,7 +26,7 @@ from bot.policy_admin import (
 from retrieval.client import open_store
 from retrieval.collection import require_collection
 from retrieval.embedding import load_embedder_for
-from retrieval.errors import RetrievalError, StoreBusyError, StoreUnavailableError
+from retrieval.errors import StoreBusyError
 from retrieval.ingest import FileStatus, IngestReport
 from retrieval.search import PolicySearch, SearchMode, SearchResult
 from retrieval.store import PolicyStore
@@ -46,20 +44,8 @@ _SNIPPET_CHARS = 400
 @contextmanager
 def policy_store(settings: Settings) -> Iterator[PolicyStore]:
     """The policy store for this run; retrieval errors end the command with their message."""
-    with store_errors_end_the_command(), open_store(settings) as store:
+    with qdrant_errors_as_ours(), open_store(settings) as store:
         yield store
-
-
-@contextmanager
-def store_errors_end_the_command() -> Iterator[None]:
-    try:
-        yield
-    except (StoreUnavailableError, PolicyAdminError) as error:
-        fail(str(error), EXIT_UNAVAILABLE)
-    except RetrievalError as error:
-        fail(str(error))
-    except (ResponseHandlingException, UnexpectedResponse) as error:
-        fail(f"the Qdrant server failed the request: {error}", EXIT_UNAVAILABLE)
 
 
 def through_running_bot(settings: Settings) -> Path:
@@ -122,7 +108,7 @@ def ingest(
     Exits with status 1 when some files could not be ingested (the others are).
     """
     settings = settings_of(ctx)
-    with store_errors_end_the_command():
+    with qdrant_errors_as_ours():
         try:
             with open_store(settings) as store, _EmbeddingBar() as bar:
                 embedder = load_embedder_for(settings)

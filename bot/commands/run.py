@@ -12,7 +12,7 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Mode, SlackSetupError, answer_executor, check_slack_settings, create_app
+from bot.app import Mode, answer_executor, check_slack_settings, create_app
 from bot.commands.common import EXIT_UNAVAILABLE, command_services, fail, settings_of
 from bot.commands.model import ensure_local_model
 from bot.http_server import (
@@ -62,10 +62,7 @@ def run(
     Running answers are finished before the process exits.
     """
     settings = settings_of(ctx)
-    try:
-        check_slack_settings(settings, mode)
-    except SlackSetupError as error:
-        fail(str(error))
+    check_slack_settings(settings, mode)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -74,10 +71,7 @@ def run(
     # server any process may ingest; the embedded store takes ingests through this bot.
     with command_services(settings, wait_for_ingest=True) as services:
         ensure_local_model(settings)
-        try:
-            app = create_app(services, mode, executor)
-        except SlackSetupError as error:
-            fail(str(error), EXIT_UNAVAILABLE)
+        app = create_app(services, mode, executor)
         backlogs = [EscalationBacklog(services.database), SpoolBacklog(QuestionSpool.of(settings))]
         operations = Operations(Readiness.of(services), backlogs)
         # Socket Mode takes events over its websocket: this server must not accept any.

@@ -22,12 +22,12 @@ from serving.training import (
     Device,
     Method,
     TrainingConfig,
-    TrainingError,
     TrainingProgress,
     TrainingResult,
     train_adapter,
 )
 from store import repository
+from store.errors import NameTaken
 from store.settings import Settings
 
 console = Console(soft_wrap=True)
@@ -198,8 +198,6 @@ def train_and_register(settings: Settings, config: TrainingConfig) -> TrainingRe
     try:
         with _progress_display(f"{config.method.value} {config.name}") as progress:
             result = train_adapter(config, progress)
-    except TrainingError as error:
-        fail(str(error))
     except KeyboardInterrupt:
         fail(_interrupted(config), EXIT_INTERRUPTED)
 
@@ -213,7 +211,7 @@ def train_and_register(settings: Settings, config: TrainingConfig) -> TrainingRe
                 dataset_hash=result.dataset_hash,
                 metrics=result.store_metrics(),
             )
-        except ValueError as error:  # someone registered the name while this one trained
+        except NameTaken as error:  # someone registered the name while this one trained
             fail(f"{error}; the adapter is in {result.adapter_dir}")
     return result
 

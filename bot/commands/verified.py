@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.commands.common import command_database, fail, settings_of, stderr
-from bot.commands.retrieval import policy_search, store_errors_end_the_command, through_running_bot
+from bot.commands.common import command_database, fail, fail_with, settings_of
+from bot.commands.retrieval import policy_search, qdrant_errors_as_ours, through_running_bot
 from bot.policy_admin import send_verified_index, send_verified_unindex
 from bot.verified import entry_of
 from retrieval.client import open_store
@@ -31,8 +31,8 @@ from retrieval.errors import StoreBusyError
 from retrieval.verified import index_verified, unindex_verified
 from retrieval.versions import local_today
 from store import verified_answers
+from store.errors import DispatchbotError
 from store.models import VerifiedAnswer, VerifiedAnswerStatus
-from store.verified_answers import VerifiedAnswerNotFound
 
 app = typer.Typer(
     help="People's verified answers: list, show, approve, retire and export them.",
@@ -259,10 +259,7 @@ def as_json_row(verified: VerifiedAnswer) -> dict[str, Any]:
 
 
 def _get(session: Any, verified_id: int) -> VerifiedAnswer:
-    try:
-        return verified_answers.get(session, verified_id)
-    except VerifiedAnswerNotFound as error:
-        fail(str(error))
+    return verified_answers.get(session, verified_id)
 
 
 @contextmanager
@@ -270,15 +267,12 @@ def _policy_store_step(outcome: str, command: str) -> Iterator[None]:
     """The policy store's half of a change: when it fails, the store's error, then what that
     left (`outcome`) and what to run again."""
     try:
-        with store_errors_end_the_command():
+        with qdrant_errors_as_ours():
             yield
-    except typer.Exit:
-        stderr.print(
-            f"{outcome}: run `dispatchbot verified {command}` again once it is available.",
-            highlight=False,
-            markup=False,
+    except DispatchbotError as error:
+        fail_with(
+            error, f"\n{outcome}: run `dispatchbot verified {command}` again once it is available."
         )
-        raise
 
 
 def _iso(moment: datetime | date | None) -> str | None:

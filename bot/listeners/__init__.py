@@ -1,22 +1,20 @@
-"""Bolt listeners: each module registers the handlers of one concern."""
+"""Bolt listeners: each module registers the handlers of one concern through `Listeners`."""
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 
 from bot.channels import ChannelPolicy
 from bot.listeners import feedback, handoff, home, questions
+from bot.listeners.registry import Listeners, app_error_handler
 from bot.services import Services
 
 
-def ack_now(ack: Ack) -> None:
-    """Acknowledge at once; the work runs afterwards in a lazy listener (Slack waits 3 s)."""
-    ack()
-
-
-def register_listeners(app: App, services: Services) -> None:
-    channels = ChannelPolicy.from_settings(services.settings)
-    questions.register(app, services, channels, ack_now)
-    feedback.register(app, services, ack_now)
-    handoff.register(app, services, ack_now)
-    home.register(app, services, ack_now)
+def register_listeners(app: App, services: Services) -> Listeners:
+    listeners = Listeners(app)
+    questions.register(listeners, services, ChannelPolicy.from_settings(services.settings))
+    feedback.register(listeners, services)
+    handoff.register(listeners, services)
+    home.register(listeners, services)
+    app.error(app_error_handler)
+    return listeners

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from store.errors import BadInput
+
 
 @dataclass(frozen=True)
 class ButtonClick:
@@ -19,7 +21,7 @@ class ButtonClick:
 
     @classmethod
     def from_body(cls, body: dict[str, Any], action: dict[str, Any]) -> ButtonClick:
-        """Raises ValueError when the payload is not a click on one of our answers."""
+        """Raises BadInput when the payload is not a click on one of our answers."""
         try:
             message = body["message"]
             return cls(
@@ -31,4 +33,4 @@ class ButtonClick:
                 trigger_id=body.get("trigger_id"),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not a click on an answer's button: {error!r}") from error
+            raise BadInput(f"not a click on an answer's button: {error!r}") from error

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,9 +24,12 @@ from bot.blocks import (
 )
 from bot.escalation import Handoff
 from bot.listeners.actions import ButtonClick
+from bot.listeners.registry import Listeners
 from bot.middleware import REQUEST_ID
+from bot.notices import Recipient
 from bot.services import Services
 from store import repository
+from store.errors import NotOnRecord
 from store.models import Answer, EscalationTrigger
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ NOT_SAVED = (
 )
 
 
-def register(app: App, services: Services, ack: Callable[..., None]) -> None:
+def register(listeners: Listeners, services: Services) -> None:
     def vote(
         body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
@@ -58,26 +60,30 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
             _vote_down(click, client, context)
 
     def _vote_up(click: ButtonClick, client: WebClient, context: BoltContext) -> None:
-        asker = _Asker.of(client, click)
+        asker = _asker(client, click)
         if _store_vote(services, asker, context, click.answer_id, value=1):
             asker.tell(feedback_ack_text(1))
 
     def _vote_down(click: ButtonClick, client: WebClient, context: BoltContext) -> None:
-        # The modal first: its trigger_id expires 3 s after the click.
-        if click.trigger_id:
-            client.views_open(
-                trigger_id=click.trigger_id,
-                view=feedback_reason_modal(click.answer_id, click.channel_id, click.thread_ts),
-            )
-        # The vote counts even if the modal is dismissed.
-        if _store_vote(services, _Asker.of(client, click), context, click.answer_id, value=-1):
+        # The vote first, so that it counts whatever happens to the modal; storing takes
+        # milliseconds of the 3 s the click's trigger_id lasts.
+        asker = _asker(client, click)
+        if not _store_vote(services, asker, context, click.answer_id, value=-1):
+            return
+        try:
+            if click.trigger_id:
+                client.views_open(
+                    trigger_id=click.trigger_id,
+                    view=feedback_reason_modal(click.answer_id, click.channel_id, click.thread_ts),
+                )
+        finally:  # a modal that did not open (expired trigger) still leaves the vote at work
             _escalate_repeated_downvotes(services, client, click)
 
     def store_reason(
         body: dict[str, Any], view: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
         reason = parse_feedback_reason(view)
-        asker = _Asker(client, reason.channel_id, str(body["user"]["id"]), reason.thread_ts)
+        asker = Recipient(client, str(body["user"]["id"]), reason.channel_id, reason.thread_ts)
         stored = _store_vote(
             services,
             asker,
@@ -91,8 +97,8 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
             asker.tell(reason_ack_text(reason))
 
     for action_id in (FEEDBACK, FEEDBACK_UP, FEEDBACK_DOWN):
-        app.action(action_id)(ack=ack, lazy=[vote])
-    app.view(FEEDBACK_REASON_VIEW)(ack=ack, lazy=[store_reason])
+        listeners.action(action_id, vote, doing="count your vote")
+    listeners.view(FEEDBACK_REASON_VIEW, store_reason, doing="save what was wrong")
 
 
 def _escalate_repeated_downvotes(services: Services, client: WebClient, click: ButtonClick) -> None:
@@ -109,28 +115,14 @@ def _escalate_repeated_downvotes(services: Services, client: WebClient, click: B
         )
 
 
-@dataclass(frozen=True)
-class _Asker:
-    """Who gave the feedback and where: notes go to them only, in that thread."""
-
-    client: WebClient
-    channel_id: str
-    user_id: str
-    thread_ts: str
-
-    @classmethod
-    def of(cls, client: WebClient, click: ButtonClick) -> _Asker:
-        return cls(client, click.channel_id, click.user_id, click.thread_ts)
-
-    def tell(self, text: str) -> None:
-        self.client.chat_postEphemeral(
-            channel=self.channel_id, user=self.user_id, thread_ts=self.thread_ts, text=text
-        )
+def _asker(client: WebClient, click: ButtonClick) -> Recipient:
+    """Notes about a vote go to the voter only, in the answer's thread."""
+    return Recipient(client, click.user_id, click.channel_id, click.thread_ts)
 
 
 def _store_vote(
     services: Services,
-    asker: _Asker,
+    asker: Recipient,
     context: BoltContext,
     answer_id: int,
     *,
@@ -150,7 +142,7 @@ def _store_vote(
                 reason_codes=reason_codes,
             )
             adapter = feedback.answer.adapter
-    except LookupError:
+    except NotOnRecord:
         asker.tell(GONE)
         return False
     except SQLAlchemyError:

@@ -4,10 +4,9 @@ Claim and Resolve buttons with the modal that takes the final answer."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.blocks import ASK_PERSON
@@ -21,20 +20,22 @@ from bot.escalation_blocks import (
     resolve_modal,
 )
 from bot.listeners.actions import ButtonClick
+from bot.listeners.registry import Listeners
+from bot.notices import Recipient
 from bot.services import Services
+from store.errors import NotOnRecord
 from store.models import Answer, EscalationTrigger
-from store.repository import EscalationStateError
 
 logger = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services, ack: Callable[..., None]) -> None:
+def register(listeners: Listeners, services: Services) -> None:
     def ask_person(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         click = ButtonClick.from_body(body, action)
         with services.database.transaction() as session:
             answer = session.get(Answer, click.answer_id)
             if answer is None:
-                raise LookupError(f"answer {click.answer_id} is not on record")
+                raise NotOnRecord("that answer is no longer on record")
             conversation_id = answer.message.conversation_id
         escalated = Handoff(client, services).escalate(
             conversation_id,
@@ -43,23 +44,14 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
             answer_id=click.answer_id,
         )
         if escalated is None:
-            client.chat_postEphemeral(
-                channel=click.channel_id,
-                user=click.user_id,
-                thread_ts=click.thread_ts,
-                text=ALREADY_WITH_PEOPLE,
+            Recipient(client, click.user_id, click.channel_id, click.thread_ts).tell(
+                ALREADY_WITH_PEOPLE
             )
 
     def claim(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        user_id = str(body["user"]["id"])
-        try:
-            Handoff(client, services).claim(int(action["value"]), user_id)
-        except EscalationStateError as refusal:
-            client.chat_postEphemeral(
-                channel=str(body["channel"]["id"]),
-                user=user_id,
-                text=f"You can't claim this one: {refusal}.",
-            )
+        # Someone else's claim, or a resolved escalation, is refused (EscalationStateError)
+        # and the clicker told why.
+        Handoff(client, services).claim(int(action["value"]), str(body["user"]["id"]))
 
     def open_resolution(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         escalation_id = int(action["value"])
@@ -79,17 +71,14 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
 
     def resolve(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         resolution = parse_resolution(view)
-        user_id = str(body["user"]["id"])
-        try:
-            Handoff(client, services).resolve(
-                resolution.escalation_id, user_id, resolution.answer, resolution.verified
-            )
-        except EscalationStateError as refusal:
-            logger.info(
-                "resolution of escalation %d refused: %s", resolution.escalation_id, refusal
-            )
+        Handoff(client, services).resolve(
+            resolution.escalation_id,
+            str(body["user"]["id"]),
+            resolution.answer,
+            resolution.verified,
+        )
 
-    app.action(ASK_PERSON)(ack=ack, lazy=[ask_person])
-    app.action(ESCALATION_CLAIM)(ack=ack, lazy=[claim])
-    app.action(ESCALATION_RESOLVE)(ack=ack, lazy=[open_resolution])
-    app.view(RESOLVE_VIEW)(ack=check_resolution, lazy=[resolve])
+    listeners.action(ASK_PERSON, ask_person, doing="hand this to a person")
+    listeners.action(ESCALATION_CLAIM, claim, doing="claim that question")
+    listeners.action(ESCALATION_RESOLVE, open_resolution, doing="open the answer form")
+    listeners.view(RESOLVE_VIEW, resolve, doing="save your answer", ack=check_resolution)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import verified
 from bot.home import home_view
 from bot.home_blocks import VERIFIED_APPROVE, VERIFIED_RETIRE
+from bot.listeners.registry import Listeners
 from bot.messages_tab import PROMPTS_TITLE, suggested_prompts
 from bot.middleware import REQUEST_ID, new_request_id
 from bot.services import Services
@@ -20,7 +20,7 @@ from bot.services import Services
 logger = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services, ack: Callable[..., None]) -> None:
+def register(listeners: Listeners, services: Services) -> None:
     def publish_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         user_id = event.get("user")
         if not isinstance(user_id, str):
@@ -78,6 +78,6 @@ def register(app: App, services: Services, ack: Callable[..., None]) -> None:
         client.views_publish(user_id=user_id, view=view)
 
     # No dedupe of Slack's retries: publishing the same view twice does no harm.
-    app.event("app_home_opened")(ack=ack, lazy=[publish_home])
-    app.action(VERIFIED_APPROVE)(ack=ack, lazy=[review_verified])
-    app.action(VERIFIED_RETIRE)(ack=ack, lazy=[review_verified])
+    listeners.event("app_home_opened", publish_home, doing="show your Home tab")
+    listeners.action(VERIFIED_APPROVE, review_verified, doing="approve that verified answer")
+    listeners.action(VERIFIED_RETIRE, review_verified, doing="retire that verified answer")

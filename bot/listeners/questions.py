@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App, BoltContext, BoltRequest
+from slack_bolt import BoltContext, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +27,9 @@ from bot.channels import ChannelPolicy
 from bot.dedupe import first_delivery
 from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
 from bot.incoming import Question, question_from_event
+from bot.listeners.registry import Listeners
 from bot.middleware import REQUEST_ID, new_request_id
+from bot.notices import Recipient
 from bot.rate_limits import LimitReached, RateLimits, limit_reached
 from bot.replies import AgentReply, PlaceholderReply, Reply, ReplyTarget
 from bot.services import Services
@@ -69,9 +71,7 @@ Keep = Callable[[], None]
 FROM_SPOOL = "from_spool"
 
 
-def register(
-    app: App, services: Services, channels: ChannelPolicy, ack: Callable[..., None]
-) -> None:
+def register(listeners: Listeners, services: Services, channels: ChannelPolicy) -> None:
     rules = EscalationRules.from_settings(services.settings)
     spool = QuestionSpool.of(services.settings)
 
@@ -89,8 +89,8 @@ def register(
             keep = _keeper(spool, event, context, request)
             take_message(event, context, client, services, channels, rules, keep)
 
-    app.event("app_mention")(ack=ack, lazy=[answer_mention])
-    app.event("message")(ack=ack, lazy=[answer_message])
+    listeners.event("app_mention", answer_mention, doing="take your question")
+    listeners.event("message", answer_message, doing="take your message")
 
 
 def take_mention(
@@ -115,12 +115,7 @@ def take_mention(
     if thread.escalation is not None:
         return  # in a thread people own, the message event logs the mention
     if not channels.answers_in(question):
-        client.chat_postEphemeral(
-            channel=question.channel_id,
-            user=question.user_id,
-            thread_ts=question.thread_ts if question.in_thread else None,
-            text=NOT_ANSWERED_HERE,
-        )
+        _asker(client, question).tell(NOT_ANSWERED_HERE)
         return
     answer_question(question, client, services, rules, context, keep)
 
@@ -343,12 +338,7 @@ def answer_question(
                 question_message_id=question_id,
             )
             if escalated is None:
-                client.chat_postEphemeral(
-                    channel=question.channel_id,
-                    user=question.user_id,
-                    thread_ts=question.thread_ts,
-                    text=ALREADY_WITH_PEOPLE,
-                )
+                _asker(client, question).tell(ALREADY_WITH_PEOPLE)
             return
         sensitive = rules.sensitive_term(question.text) is not None
         if sensitive:
@@ -416,12 +406,7 @@ def _decline_over_limit(
     )
     try:
         _record_question(services, question)
-        client.chat_postEphemeral(
-            channel=question.channel_id,
-            user=question.user_id,
-            thread_ts=question.thread_ts if question.in_thread else None,
-            text=limited.note,
-        )
+        _asker(client, question).tell(limited.note)
     except QuestionNotRecorded:
         _keep_for_later(question, request_id, _poster(client, question), keep)
     except Exception:
@@ -546,6 +531,12 @@ def _answer_into(
     metrics.ANSWER_SECONDS.labels("final").observe(time.perf_counter() - started)
     metrics.observe_answer(answer)
     return answer
+
+
+def _asker(client: WebClient, question: Question) -> Recipient:
+    """Private notes to the asker: in their thread, or beside a question that starts none."""
+    thread_ts = question.thread_ts if question.in_thread else None
+    return Recipient(client, question.user_id, question.channel_id, thread_ts)
 
 
 def _poster(client: WebClient, question: Question) -> Callable[[SlackMessage], object]:

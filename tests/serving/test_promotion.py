@@ -11,6 +11,7 @@ from serving.promotion import PromotedAdapter, PromotionError, active_versions, 
 from serving.routing import AdapterRouter
 from store import repository
 from store.database import Database
+from store.errors import NameTaken
 from store.models import ModelVersion, ModelVersionStatus
 
 PASSED = {
@@ -110,7 +111,7 @@ def test_promotion_needs_a_passed_gate_and_an_adapter(database: Database, tmp_pa
 
 def test_names_are_never_reused(database: Database, tmp_path: Path) -> None:
     _register(database, tmp_path, "acme-v1")
-    with database.transaction() as session, pytest.raises(ValueError, match="exists already"):
+    with database.transaction() as session, pytest.raises(NameTaken, match="exists already"):
         repository.register_model_version(
             session, name="acme-v1", base_model="b", adapter_path=None, dataset_hash=None
         )

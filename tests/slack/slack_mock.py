@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -113,7 +114,8 @@ class MockSlack:
     def start(self) -> MockSlack:
         self._server = _WebAPIServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # Polling every 0.05 s: shutdown() waits up to one poll (0.5 s by default).
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -297,6 +299,11 @@ def _handler_for(mock: MockSlack) -> type[BaseHTTPRequestHandler]:
                     args[name] = json.loads(args[name])
             args["_token"] = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             response = mock.record(method, args)
+            if response.get("_drop"):
+                # As a timeout or a lost connection looks to the client: no answer at all.
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             # `_http_status` and `_retry_after` in a response make the mock fail at the HTTP
             # level, as Slack does for rate limits (429 with Retry-After) and outages (5xx).
             status = int(response.get("_http_status", 200))
