@@ -29,7 +29,7 @@ from store.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_HINT = "create the Slack app from deploy/slack-app-manifest.yml (see the README)"
+MANIFEST_HINT = "create the Slack app from deploy/slack-app-manifest.yml (see docs/slack-app.md)"
 
 
 class Mode(StrEnum):

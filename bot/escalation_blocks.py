@@ -33,6 +33,7 @@ from bot.blocks import (
     split_sections,
 )
 from bot.mrkdwn import escape, link, to_mrkdwn
+from store.models import EscalationPriority, EscalationStatus
 
 ESCALATION_CLAIM = "escalation_claim"
 ESCALATION_RESOLVE = "escalation_resolve"
@@ -56,8 +57,8 @@ TRIGGER_LABELS: dict[str, str] = {
     "second_downvote": "Second 👎 in the thread",
 }
 
-STATUSES = ("open", "claimed", "resolved")
-PRIORITIES = ("high", "normal")
+STATUSES = tuple(EscalationStatus)
+PRIORITIES = tuple(EscalationPriority)
 
 QUESTION_LIMIT = 1_500
 DRAFT_LIMIT = SECTION_LIMIT
@@ -85,13 +86,13 @@ class EscalationCard:
     question: str  # plain text as the user wrote it; escaped here
     asker_id: str
     trigger: str  # a key of TRIGGER_LABELS; an unknown key is shown as it is
-    priority: str  # "high" or "normal"
+    priority: str  # an EscalationPriority value
     thread_link: str | None
     channel_id: str
     mention: str  # Slack syntax, trusted: "<!subteam^S0ONCALL>", "<@U1> <@U2>" or ""
     draft: str | None = None  # Markdown from the model
     sources: tuple[SourceRef, ...] = ()
-    status: str = "open"  # "open" | "claimed" | "resolved"
+    status: str = EscalationStatus.OPEN  # an EscalationStatus value
     assignee: str | None = None
     resolution: str | None = None  # Markdown from the person who resolved it
     reminder: int = 0  # 0 for the first post, then 1, 2, … for each re-post
@@ -101,7 +102,7 @@ def escalation_card(card: EscalationCard) -> SlackMessage:
     """The card in the on-call channel, for any state; always one valid message."""
     _check(card)
     blocks = [section_block(_headline(card))]
-    if card.status == "open":
+    if card.status == EscalationStatus.OPEN:
         call = _call_line(card)
         if call:
             blocks.append(section_block(call))
@@ -129,7 +130,7 @@ def moved_card_notice(card: EscalationCard) -> SlackMessage:
 
 
 def handoff_notice(
-    asker_id: str, *, safety_note: str | None = None, priority: str = "normal"
+    asker_id: str, *, safety_note: str | None = None, priority: str = EscalationPriority.NORMAL
 ) -> str:
     """The reply in the user's thread when a person is brought in.
 
@@ -137,7 +138,7 @@ def handoff_notice(
     first because on a sensitive topic it matters more than the wait.
     """
     _check_priority(priority)
-    urgency = " and marked it urgent" if priority == "high" else ""
+    urgency = " and marked it urgent" if priority == EscalationPriority.HIGH else ""
     notice = (
         f"<@{escape(asker_id)}> I've asked the dispatch team to help{urgency}. "
         "Someone will reply in this thread."
@@ -387,19 +388,20 @@ def _text_or_none(value: object) -> str | None:
 def _check(card: EscalationCard) -> None:
     _check_priority(card.priority)
     if card.status not in STATUSES:
-        raise ValueError(f"unknown escalation status {card.status!r}; expected one of {STATUSES}")
+        known = ", ".join(STATUSES)
+        raise ValueError(f"unknown escalation status {card.status!r}; expected one of {known}")
     if card.reminder < 0:
         raise ValueError(f"reminder must be 0 or more, got {card.reminder}")
 
 
 def _check_priority(priority: str) -> None:
     if priority not in PRIORITIES:
-        raise ValueError(f"unknown priority {priority!r}; expected one of {PRIORITIES}")
+        raise ValueError(f"unknown priority {priority!r}; expected one of {', '.join(PRIORITIES)}")
 
 
 def _headline(card: EscalationCard) -> str:
     label = " ".join(TRIGGER_LABELS.get(card.trigger, card.trigger).split())
-    if card.priority == "high":
+    if card.priority == EscalationPriority.HIGH:
         priority = ":red_circle: *High priority*"
     else:
         priority = ":large_blue_circle: Normal priority"
@@ -472,14 +474,14 @@ def _draft_block(draft: str | None, others: list[dict[str, Any]]) -> list[dict[s
 
 def _state_blocks(card: EscalationCard) -> list[dict[str, Any]]:
     by = f" by {_user(card.assignee)}" if card.assignee else ""
-    if card.status == "resolved":
+    if card.status == EscalationStatus.RESOLVED:
         text = f":white_check_mark: *Resolved{by}*"
         resolution = to_mrkdwn(card.resolution or "")
         if resolution:
             text += f"\n{_clipped(resolution, RESOLUTION_LIMIT)}"
         return [section_block(text)]
     resolve = button("Resolve", ESCALATION_RESOLVE, str(card.escalation_id), "Write the answer")
-    if card.status == "claimed":
+    if card.status == EscalationStatus.CLAIMED:
         return [context_block(f":raising_hand: Claimed{by}"), _actions(card, [resolve])]
     claim = {
         **button("Claim", ESCALATION_CLAIM, str(card.escalation_id), "Claim this escalation"),
@@ -493,11 +495,12 @@ def _actions(card: EscalationCard, buttons: list[dict[str, Any]]) -> dict[str, A
 
 
 def _card_text(card: EscalationCard) -> str:
-    priority = "High priority" if card.priority == "high" else "Normal priority"
-    reminder = f"Reminder {card.reminder}: " if card.status == "open" and card.reminder else ""
+    priority = "High priority" if card.priority == EscalationPriority.HIGH else "Normal priority"
+    waiting = card.status == EscalationStatus.OPEN
+    reminder = f"Reminder {card.reminder}: " if waiting and card.reminder else ""
     snippet = _snippet(card.question)
     text = f"{reminder}{priority}: a person is needed" + (f" for “{snippet}”" if snippet else "")
-    if card.status != "open":
+    if card.status != EscalationStatus.OPEN:
         text += f" ({card.status})"
     return text
 

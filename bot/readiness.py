@@ -63,7 +63,7 @@ class Readiness:
     def of(cls, services: Services) -> Readiness:
         settings = services.settings
         timeout_s = settings.bot_readiness_timeout_s
-        endpoints = [settings.llm_base_url, *settings.llm_fallback_urls]
+        endpoints = settings.llm_endpoints
         return cls(
             {
                 "database": database_check(services.database),

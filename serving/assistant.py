@@ -25,6 +25,7 @@ from serving.passages import Passage, select_passage
 from serving.prompts import HistoryTurn, PromptSource, build_prompt, source_header
 from serving.redaction import redact
 from serving.routing import TaskKind
+from serving.streams import ResultStream
 from serving.verification import (
     NOT_GENERATED,
     AnswerGate,
@@ -154,31 +155,14 @@ class SourcesFound:
 Progress = str | SourcesFound
 
 
-class AssistantStream:
-    """Iterate for text chunks as they stream, or `events()` for the steps between them too;
-    `result` is the recorded answer afterwards."""
+# Text as it passes its checks and the steps between, then the recorded answer.
+AssistantStream = ResultStream[Progress, AssistantAnswer]
 
-    def __init__(self, chunks: Iterator[Progress | AssistantAnswer]) -> None:
-        self._chunks = chunks
-        self._result: AssistantAnswer | None = None
 
-    def __iter__(self) -> Iterator[str]:
-        for item in self.events():
-            if isinstance(item, str):
-                yield item
-
-    def events(self) -> Iterator[Progress]:
-        for item in self._chunks:
-            if isinstance(item, AssistantAnswer):
-                self._result = item
-            else:
-                yield item
-
-    @property
-    def result(self) -> AssistantAnswer:
-        if self._result is None:
-            raise RuntimeError("the answer stream has not been read to its end")
-        return self._result
+@dataclass(frozen=True)
+class RecordedQuestion:
+    conversation_id: int
+    message_id: int
 
 
 @dataclass
@@ -232,7 +216,9 @@ class Assistant:
         answers of the thread outside them stay out of the prompt. None: no limit (the
         operator's command line).
         """
-        return AssistantStream(self._run(question, thread, user_id, slack_ts, reply_ts, audiences))
+        return AssistantStream(
+            self._run(question, thread, user_id, slack_ts, reply_ts, audiences), AssistantAnswer
+        )
 
     def _run(
         self,
@@ -243,13 +229,7 @@ class Assistant:
         reply_ts: str | None,
         audiences: Collection[str] | None,
     ) -> Iterator[Progress | AssistantAnswer]:
-        try:
-            turn = self._record_question(question, thread, user_id, slack_ts, reply_ts, audiences)
-        except SQLAlchemyError as error:
-            # The error's own text can quote the row, question included: the cause has it.
-            raise QuestionNotRecorded(
-                f"the store did not take the question ({type(error).__name__})"
-            ) from error
+        turn = self._record_question(question, thread, user_id, slack_ts, reply_ts, audiences)
 
         started = time.perf_counter()
         query = _retrieval_query(question, turn.history)
@@ -422,6 +402,14 @@ class Assistant:
             return Verification(Outcome.UNGROUNDED, (f"{grounded:.2f}",))
         return verification
 
+    def record_question(
+        self, question: str, *, thread: ThreadKey, user_id: str, slack_ts: str | None = None
+    ) -> RecordedQuestion:
+        """Store a question the assistant will not answer itself (it goes to people, or waits
+        out a rate limit). Raises QuestionNotRecorded when the store refuses it."""
+        turn = self._record_question(question, thread, user_id, slack_ts, None, ())
+        return RecordedQuestion(turn.conversation_id, turn.question_message_id)
+
     def _record_question(
         self,
         question: str,
@@ -431,21 +419,29 @@ class Assistant:
         reply_ts: str | None,
         audiences: Collection[str] | None,
     ) -> _Turn:
-        with self._database.transaction() as session:
-            conversation = repository.find_or_open_conversation(
-                session,
-                team_id=thread.team_id,
-                channel_id=thread.channel_id,
-                thread_ts=thread.thread_ts,
-                user_id=user_id,
-            )
-            history, history_audiences = _history(
-                conversation, self._settings.history_turns, audiences
-            )
-            asked = repository.record_user_message(
-                session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
-            )
-            return _Turn(conversation.id, asked.id, reply_ts, history, history_audiences)
+        """The one place a question is stored: the thread's conversation, opened if new,
+        and the question as its user turn; with the history an answer may draw on."""
+        try:
+            with self._database.transaction() as session:
+                conversation = repository.find_or_open_conversation(
+                    session,
+                    team_id=thread.team_id,
+                    channel_id=thread.channel_id,
+                    thread_ts=thread.thread_ts,
+                    user_id=user_id,
+                )
+                history, history_audiences = _history(
+                    conversation, self._settings.history_turns, audiences
+                )
+                asked = repository.record_user_message(
+                    session, conversation, text=question, user_id=user_id, slack_ts=slack_ts
+                )
+                return _Turn(conversation.id, asked.id, reply_ts, history, history_audiences)
+        except SQLAlchemyError as error:
+            # The error's own text can quote the row, question included: the cause has it.
+            raise QuestionNotRecorded(
+                f"the store did not take the question ({type(error).__name__})"
+            ) from error
 
     def _store_answer(
         self,

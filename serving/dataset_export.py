@@ -15,8 +15,8 @@ answer from the sources given. A retired one was withdrawn by a person, or its t
 so its words should not be learned in any form.
 
 Only what a model wrote, outside escalated threads, is learned from: the canned replies,
-people's chatter and the bot's turns after a thread was escalated stay out (see the
-README's learning loop). Personal data is redacted in every message of every row. The held-out
+people's chatter and the bot's turns after a thread was escalated stay out (see
+docs/learning-loop.md). Personal data is redacted in every message of every row. The held-out
 split is by conversation, so no thread has turns on both sides.
 """
 

@@ -9,6 +9,7 @@ another server would splice two models' output, so a later failure is raised ins
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from serving.routing import AdapterRouter, Route, TaskKind
+from serving.streams import ResultStream
 from store.errors import ErrorKind, Unavailable
 from store.settings import Settings
 
@@ -62,11 +64,6 @@ class ModelStreamInterrupted(ModelError):
     """The serving endpoint failed after text had already been streamed."""
 
 
-@dataclass
-class _StopFlag:
-    set: bool = False
-
-
 STOPPED = "stopped"  # the finish reason of a generation its reader stopped
 
 
@@ -94,34 +91,8 @@ class GenerationResult:
         return (self.completion_tokens - 1) / decode_s
 
 
-class AnswerStream:
-    """Iterate for text chunks as they arrive; `result` holds the rest once iteration ends.
-
-    `stop()` ends the generation early: the iteration ends after the chunk in hand, the
-    request is closed (vLLM aborts a request whose client has gone), and the result says
-    `finish_reason="stopped"`.
-    """
-
-    def __init__(self, chunks: Iterator[str | GenerationResult], stop: _StopFlag) -> None:
-        self._chunks = chunks
-        self._stop = stop
-        self._result: GenerationResult | None = None
-
-    def stop(self) -> None:
-        self._stop.set = True
-
-    def __iter__(self) -> Iterator[str]:
-        for item in self._chunks:
-            if isinstance(item, GenerationResult):
-                self._result = item
-            else:
-                yield item
-
-    @property
-    def result(self) -> GenerationResult:
-        if self._result is None:
-            raise RuntimeError("the answer stream has not been read to its end")
-        return self._result
+# Text chunks as the model writes them, then how the answer was produced.
+AnswerStream = ResultStream[str, GenerationResult]
 
 
 class ModelClient:
@@ -178,7 +149,7 @@ class ModelClient:
         """`promoted` names the adapter that answers unrouted questions and `served_at` the
         server of a model's own (see PromotedAdapter in promotion.py)."""
         return cls(
-            [settings.llm_base_url, *settings.llm_fallback_urls],
+            settings.llm_endpoints,
             router=AdapterRouter.from_settings(settings, promoted, served_at),
             api_key=settings.llm_api_key,
             connect_timeout_s=settings.llm_connect_timeout_s,
@@ -203,8 +174,10 @@ class ModelClient:
     ) -> AnswerStream:
         """Start an answer; nothing is sent until the stream is iterated."""
         route = self.router.route(model=model, channel=channel, task_kind=task_kind)
-        stop = _StopFlag()
-        return AnswerStream(self._generate(list(messages), route, stop), stop)
+        stopped = threading.Event()
+        return AnswerStream(
+            self._generate(list(messages), route, stopped), GenerationResult, stopped
+        )
 
     def complete(
         self,
@@ -220,7 +193,7 @@ class ModelClient:
         return answer.result
 
     def _generate(
-        self, messages: list[MessageLikeRepresentation], route: Route, stop: _StopFlag
+        self, messages: list[MessageLikeRepresentation], route: Route, stopped: threading.Event
     ) -> Iterator[str | GenerationResult]:
         started = time.perf_counter()
         skipped: list[EndpointFailure] = []
@@ -239,7 +212,7 @@ class ModelClient:
                         yield chunk.text
                     usage = chunk.usage_metadata or usage
                     finish_reason = chunk.response_metadata.get("finish_reason") or finish_reason
-                    if stop.set:
+                    if stopped.is_set():
                         finish_reason = STOPPED
                         break
             except (openai.APIConnectionError, openai.InternalServerError) as error:
@@ -261,7 +234,7 @@ class ModelClient:
                         endpoint,
                         route.adapter,
                     )
-                    yield from self._generate(messages, Route(route.base_model, None), stop)
+                    yield from self._generate(messages, Route(route.base_model, None), stopped)
                     return
                 raise ModelRequestRejected(
                     f"{endpoint} rejected the request for model {route.served_model!r}: "

@@ -262,7 +262,7 @@ def apply_promotion(
         promote(
             session,
             name,
-            endpoints=_endpoints(settings),
+            endpoints=settings.llm_endpoints,
             canary_share=canary_share,
             force=force,
             api_key=settings.llm_api_key.get_secret_value(),
@@ -283,7 +283,7 @@ def apply_rollback(
     with database.transaction() as session:
         active = rollback(
             session,
-            endpoints=_endpoints(settings),
+            endpoints=settings.llm_endpoints,
             api_key=settings.llm_api_key.get_secret_value(),
             merged=merged,
         )
@@ -302,10 +302,6 @@ def stop_replaced_servers(merged: MergedServing, active: ActiveVersions) -> list
     time.sleep(ACTIVE_REFRESH_S)
     merged.stop(replaced, DRAIN_TIMEOUT_S)
     return replaced
-
-
-def _endpoints(settings: Settings) -> list[str]:
-    return [settings.llm_base_url, *settings.llm_fallback_urls]
 
 
 def _adapter_dir(version: ModelVersion) -> Path:

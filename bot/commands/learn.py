@@ -486,7 +486,7 @@ def _newest_trained(session: Session) -> ModelVersion | None:
 
 def _require_model_servers(settings: Settings) -> None:
     """Promotion loads the adapter into every endpoint: each must answer before training."""
-    for endpoint in (settings.llm_base_url, *settings.llm_fallback_urls):
+    for endpoint in settings.llm_endpoints:
         try:
             list_served_models(endpoint, api_key=settings.llm_api_key.get_secret_value())
         except httpx.HTTPError as error:

