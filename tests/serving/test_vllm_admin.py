@@ -41,7 +41,8 @@ class _KeyedVLLM(BaseHTTPRequestHandler):
 @pytest.fixture
 def keyed_vllm() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyedVLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Polling every 0.05 s: shutdown() waits up to one poll (0.5 s by default).
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
     server.server_close()

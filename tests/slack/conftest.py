@@ -135,7 +135,8 @@ def start_bot(mock_slack: MockSlack, make_parts: MakeParts) -> Iterator[StartBot
         ]
         operations = Operations(Readiness.of(parts.services), backlogs)
         server = SlackHTTPServer(("127.0.0.1", 0), app, operations)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # Polling every 0.05 s: shutdown() waits up to one poll (0.5 s by default).
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         scheduler = ReminderScheduler(app.client, parts.services).start()
         spool_worker = SpoolWorker(
             app.client, parts.services, poll_s=0.3, first_retry_s=0.3, max_retry_s=1.0

@@ -88,7 +88,8 @@ def ops_server_with_nothing_working(silent_endpoint: SocketServer, tmp_path: Pat
         TIMEOUT_S,
     )
     server = SlackHTTPServer(("127.0.0.1", 0), None, Operations(readiness))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Polling every 0.05 s: shutdown() waits up to one poll (0.5 s by default).
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield server.url
     server.shutdown()
     server.server_close()
