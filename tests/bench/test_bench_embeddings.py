@@ -14,6 +14,9 @@ from bench_support import part_parser, run_part
 import bench.embeddings as embeddings
 from bench.report import BenchResult, write_result
 
+# A benchmark run (every backend exported, then timed): the full tier only.
+pytestmark = pytest.mark.slow
+
 BACKENDS = ["torch", "onnx-int8"]
 
 

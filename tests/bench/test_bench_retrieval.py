@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bench_support import run_part
 
 import bench.retrieval_scale as retrieval_scale
@@ -71,6 +72,7 @@ def _recall(value: Any) -> bool:
     return isinstance(value, int | float) and 0 <= value <= 1
 
 
+@pytest.mark.slow  # a benchmark run on both engines
 def test_both_engines_side_by_side_in_the_written_json(tmp_path: Path) -> None:
     result = _run()
     written = json.loads(write_result(result, time.time(), tmp_path).read_text())

@@ -16,7 +16,10 @@ from bench.report import REPO_ROOT, write_result
 from serving.training import TrainingConfig
 
 # transformers 5 renamed options that TRL 1.x and PEFT still use; nothing for us to change.
-pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated and will be removed in v6")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*is deprecated and will be removed in v6"),
+    pytest.mark.slow,  # a benchmark run: a training step on CPU
+]
 # The first seed rows all cite this policy; ingesting it alone keeps the export to seconds.
 POLICY = REPO_ROOT / "examples" / "policies" / "load-approval.md"
 

@@ -16,6 +16,9 @@ import bench.verified_matching as verified_matching
 from bench.report import BenchResult, write_result
 from serving.verified_reuse import REUSE_SIMILARITY, SOURCE_SIMILARITY
 
+# A benchmark run (the whole threshold sweep): the full tier only.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def result() -> BenchResult:

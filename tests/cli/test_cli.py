@@ -60,6 +60,7 @@ def test_every_command_has_help() -> None:
         assert "Usage" in result.output
 
 
+@pytest.mark.slow  # three child processes
 def test_db_upgrade_creates_the_store_on_a_fresh_machine(
     operator_env: dict[str, str], tmp_path: Path
 ) -> None:

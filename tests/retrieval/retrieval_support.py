@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pytest
 from qdrant_client import QdrantClient
 
 from retrieval.edge_store import EdgeStore
@@ -20,8 +21,12 @@ SAMPLE_POLICIES = REPO / "examples" / "policies"
 SAMPLE_RETRIEVAL_SET = REPO / "examples" / "eval" / "retrieval.jsonl"
 
 # The two engines every store test runs on: Qdrant Edge on disk, the default, and
-# qdrant-client's local mode in memory, standing in for a Qdrant server.
-ENGINES = ("edge", "server")
+# qdrant-client's local mode in memory, standing in for a Qdrant server. The fast tier
+# (`pytest -m "not vllm"`) leaves the `slow` one out: it runs on the default engine only.
+ENGINES = (
+    pytest.param("edge", id="edge"),
+    pytest.param("server", id="server", marks=pytest.mark.slow),
+)
 
 # The `ingest` fixture: paths in, report out; `today=` dates versions that declare no start.
 Ingest = Callable[..., IngestReport]

@@ -176,6 +176,7 @@ def test_an_unknown_backend_is_refused_before_loading() -> None:
         load_embedder("all-MiniLM-L6-v2", "tensorrt")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # child processes
 def test_the_cli_runs_the_configured_backend_offline_from_the_models_dir(
     models_dir: Path, tmp_path: Path
 ) -> None:

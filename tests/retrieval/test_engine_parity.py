@@ -38,6 +38,10 @@ VIEWS: list[tuple[date, frozenset[str] | None]] = [
 
 QUESTIONS = [labelled.question for labelled in read_labelled_set(SAMPLE_RETRIEVAL_SET)]
 
+# The whole sample corpus in both engines: the full tier compares them, the fast tier runs
+# on the default engine only.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PolicySearch]]:

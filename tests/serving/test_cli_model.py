@@ -55,6 +55,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+@pytest.mark.vllm  # starts the local vLLM
 def test_serve_is_idempotent_status_reports_and_stop_stops(operator_env: dict[str, str]) -> None:
     port = operator_env["VLLM_LOCAL_PORT"]
     pid_file = Path(operator_env["DISPATCHBOT_DATA_DIR"]) / "run" / "vllm.pid"
@@ -139,6 +140,7 @@ def test_serve_refuses_a_port_another_program_holds(operator_env: dict[str, str]
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.vllm  # starts the local vLLM
 def test_a_server_that_dies_at_start_up_is_reported_with_its_log(
     operator_env: dict[str, str],
 ) -> None:

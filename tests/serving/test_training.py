@@ -56,7 +56,10 @@ QA = [
 ]
 WRONG = "Nobody needs to approve anything."
 # transformers 5 renamed options that TRL 1.x and PEFT still use; nothing for us to change.
-pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated and will be removed in v6")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*is deprecated and will be removed in v6"),
+    pytest.mark.slow,  # LoRA training on CPU, several runs
+]
 
 
 def _prompt(question: str) -> list[dict[str, str]]:

@@ -1,6 +1,6 @@
 """The bot as Slack meets it: the real Bolt app over real HTTP, the real assistant (the
-embedded policy store, the real embedder, the real vLLM, a real store), and a mock Slack Web
-API."""
+embedded policy store, the real embedder, the model at `model_endpoint`: the real vLLM in a
+full run, the canned stand-in in the fast tier; a real store), and a mock Slack Web API."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def make_parts(
     request: pytest.FixtureRequest,
 ) -> Iterator[MakeParts]:
     """What the bot runs on: settings pointing at the mock Slack, a migrated store, the
-    assistant on the test vLLM. Keyword arguments override settings; `endpoints` (then no
-    vLLM is started), `read_timeout_s`, `database_url` and `search` pick the model endpoints
+    assistant on `model_endpoint`. Keyword arguments override settings; `endpoints` (then no
+    model is started), `read_timeout_s`, `database_url` and `search` pick the model endpoints
     and how long to wait for them, the store and the policy search; `sampling` goes with
     every model request (vllm_support.forced_answer makes the model write a given text)."""
     made: list[BotParts] = []
@@ -71,9 +71,9 @@ def make_parts(
         sampling: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> BotParts:
-        # The test vLLM starts (once per session) only for a bot that uses it.
+        # The model starts (once per session) only for a bot that uses it.
         if endpoints is None:
-            endpoints = [request.getfixturevalue("vllm_server").base_url]
+            endpoints = [request.getfixturevalue("model_endpoint")]
         values: dict[str, Any] = {
             "data_dir": tmp_path,  # the spool of questions the store could not take
             "database_url": database_url or sqlite_url,

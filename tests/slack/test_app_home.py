@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,10 @@ ADMIN = "U0ADMIN"
 UP, DOWN = 1, -1
 
 
-@dataclass(frozen=True)
-class _NoModel:
-    base_url: str
-
-
 @pytest.fixture
-def vllm_server() -> _NoModel:
-    """Replaces the session's vLLM for this module: nothing here generates an answer."""
-    return _NoModel(f"http://127.0.0.1:{free_port()}/v1")
+def model_endpoint() -> str:
+    """Replaces the session's model for this module: nothing here generates an answer."""
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ def ready_env(operator_env: dict[str, str], prepared_data: Path) -> dict[str, st
     return operator_env
 
 
+@pytest.mark.slow  # a child process each
 @pytest.mark.parametrize(
     ("mode", "given", "missing"),
     [

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from bot_harness import StartBot
 from pydantic import SecretStr
-from vllm_support import BASE_MODEL, MODELS_DIR, RunningServer, SocketServer
+from vllm_support import BASE_MODEL, MODELS_DIR, SocketServer
 
 from bot.http_server import EVENTS_PATH, READY_PATH, Operations, SlackHTTPServer
 from bot.readiness import REUSE_S, Readiness, database_check, model_check, qdrant_check
@@ -150,13 +150,13 @@ def test_a_check_that_raises_is_reported_not_raised() -> None:
 
 
 def test_a_bot_started_before_the_first_ingest_is_ready_once_it_is_done(
-    tmp_path: Path, vllm_server: RunningServer
+    tmp_path: Path, model_endpoint: str
 ) -> None:
     settings = Settings(
         _env_file=None,
         data_dir=tmp_path,
         models_dir=MODELS_DIR,
-        llm_base_url=vllm_server.base_url,
+        llm_base_url=model_endpoint,
         llm_model=BASE_MODEL,
     )
     database = Database(settings.database_url)
