@@ -37,6 +37,7 @@ from store.database import Database
 from store.models import Answer, Conversation
 from store.repository import AnswerRecord, CitationRecord
 from store.settings import Settings
+from store.sources import SourceRef
 
 HELP = (
     "Store: answers+citations logged per second on SQLite and PostgreSQL (one writer and "
@@ -362,14 +363,16 @@ def make_turns(
             slack_ts=f"1760000100.{writer:03d}{number:03d}",
             citations=[
                 CitationRecord(
-                    doc_id=Path(name).stem,
-                    version="3",
+                    SourceRef(
+                        doc_id=Path(name).stem,
+                        title=Path(name).stem.replace("-", " ").title(),
+                        section="Approval by weight",
+                        version=3,
+                        effective_from=date(2026, 3, 1),
+                        url=f"https://intranet.northwind.example/policies/{Path(name).stem}",
+                    ),
                     chunk_id=f"{Path(name).stem}:3:{rank}",
                     score=0.9 - rank / 10,
-                    title=Path(name).stem.replace("-", " ").title(),
-                    section="Approval by weight",
-                    effective_from=date(2026, 3, 1),
-                    url=f"https://intranet.northwind.example/policies/{Path(name).stem}",
                 )
                 for rank, name in enumerate(SOURCE_FILES[:CITATIONS])
             ],

@@ -21,6 +21,7 @@ from datetime import date
 from typing import Any
 
 from bot.mrkdwn import MarkdownTable, escape, link, split_tables, to_mrkdwn
+from store.sources import SourceRef
 
 FEEDBACK = "answer_feedback"  # Slack's own 👍/👎 (feedback_buttons) under an answer
 # The ordinary 👍 and 👎 buttons of answers posted before the feedback buttons; still handled.
@@ -73,17 +74,6 @@ class SlackMessage:
 
     text: str
     blocks: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """A cited policy as the Sources list shows it."""
-
-    title: str
-    section: str  # heading path "Title > Part > Subpart"
-    version: int
-    effective_from: date
-    url: str | None = None
 
 
 @dataclass(frozen=True)

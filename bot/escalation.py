@@ -1,4 +1,4 @@
-"""The Slack side of a handoff to people: the thread notice, the on-call card, claims,
+"""The Slack side of an escalation to people: the thread notice, the on-call card, claims,
 resolutions and reminders. Every state change is written to the store first; Slack shows it.
 """
 
@@ -14,14 +14,14 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot import metrics
-from bot.blocks import SlackMessage, SourceRef
+from bot.blocks import SlackMessage
 from bot.escalation_blocks import (
     EscalationCard,
     VerifiedChoice,
     VerifiedDraft,
     claimed_notice,
     escalation_card,
-    handoff_notice,
+    escalation_notice,
     moved_card_notice,
     resolution_post,
 )
@@ -67,7 +67,7 @@ def mention_syntax(ids: list[str]) -> str:
     return " ".join(mentions)
 
 
-class Handoff:
+class Escalations:
     """Escalations for one Slack workspace: one instance per call, cheap to build."""
 
     def __init__(self, client: WebClient, services: Services) -> None:
@@ -127,7 +127,7 @@ class Handoff:
         self._client.chat_postMessage(
             channel=channel_id,
             thread_ts=thread_ts,
-            text=handoff_notice(
+            text=escalation_notice(
                 asker_id,
                 safety_note=self._settings.escalation_safety_note if sensitive else None,
                 priority=priority.value,
@@ -322,15 +322,9 @@ class Handoff:
             mention=mention_syntax(mentions),
             draft=_draft_for(answer, allowed),
             sources=tuple(
-                SourceRef(
-                    title=citation.title or citation.doc_id,
-                    section=citation.section or "",
-                    version=int(citation.version) if citation.version.isdigit() else 0,
-                    effective_from=citation.effective_from,
-                    url=citation.url,
-                )
+                source
                 for citation in (answer.citations if answer else [])
-                if citation.effective_from is not None and citation.audience in allowed
+                if (source := citation.cited) is not None and source.audience in allowed
             ),
             status=escalation.status.value,
             assignee=escalation.assignee,
@@ -398,13 +392,10 @@ def _save_verified(
     question = asked(escalation)
     refs: dict[str, PolicyRef] = {}
     for citation in escalation.answer.citations if escalation.answer else []:
-        if citation.version.isdigit():
-            refs.setdefault(
-                citation.doc_id.casefold(),
-                PolicyRef(
-                    citation.doc_id, int(citation.version), citation.title or citation.doc_id
-                ),
-            )
+        refs.setdefault(
+            citation.doc_id.casefold(),
+            PolicyRef(citation.doc_id, citation.version, citation.title or citation.doc_id),
+        )
     row = verified_answers.save(
         session,
         question=draft.question or (question.text if question else resolution),

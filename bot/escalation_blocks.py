@@ -129,7 +129,7 @@ def moved_card_notice(card: EscalationCard) -> SlackMessage:
     )
 
 
-def handoff_notice(
+def escalation_notice(
     asker_id: str, *, safety_note: str | None = None, priority: str = EscalationPriority.NORMAL
 ) -> str:
     """The reply in the user's thread when a person is brought in.
@@ -353,6 +353,7 @@ def parse_resolution(view: dict[str, Any]) -> Resolution:
         raise ValueError(f"the final answer must be text, got {type(answer).__name__}")
     if not answer or not answer.strip():
         raise ValueError("the final answer is empty; write the answer to post before resolving")
+    assert isinstance(values, dict), "the entry was read out of it"
     return Resolution(escalation_id, answer.strip(), _verified_draft(values))
 
 

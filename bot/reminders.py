@@ -12,7 +12,7 @@ import threading
 
 from slack_sdk import WebClient
 
-from bot.escalation import Handoff
+from bot.escalation import Escalations
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 class ReminderScheduler:
     def __init__(self, client: WebClient, services: Services) -> None:
-        self._handoff = Handoff(client, services)
+        self._escalations = Escalations(client, services)
         self._interval_s = services.settings.escalation_scan_interval_s
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reminders", daemon=True)
@@ -36,7 +36,7 @@ class ReminderScheduler:
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                sent = self._handoff.send_due_reminders()
+                sent = self._escalations.send_due_reminders()
                 if sent:
                     logger.info("sent %d escalation reminder(s)", sent)
             except Exception:

@@ -23,6 +23,7 @@ from retrieval.sparse import query_vector
 from retrieval.store import Hit, PolicyStore, Where
 from retrieval.verified import VerifiedMatch, find_verified
 from retrieval.versions import local_today
+from store.sources import SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,18 @@ class SearchResult:
     source: str
     tags: tuple[str, ...]
     url: str | None = None  # a link to the policy, when the document declares one
+
+    def cited(self) -> SourceRef:
+        """What a citation of this result shows and keeps."""
+        return SourceRef(
+            doc_id=self.doc_id,
+            title=self.title,
+            section=self.section,
+            version=self.version,
+            effective_from=self.effective_from,
+            url=self.url,
+            audience=self.audience,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The stable `--json` shape: dates as ISO strings, tags as a list."""

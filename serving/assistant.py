@@ -636,17 +636,7 @@ def _task_kind(results: Sequence[SearchResult]) -> TaskKind:
 
 
 def _citation_record(result: SearchResult) -> CitationRecord:
-    return CitationRecord(
-        doc_id=result.doc_id,
-        version=str(result.version),
-        chunk_id=result.chunk_id,
-        score=result.score,
-        title=result.title,
-        section=result.section,
-        effective_from=result.effective_from,
-        url=result.url,
-        audience=result.audience,
-    )
+    return CitationRecord(result.cited(), chunk_id=result.chunk_id, score=result.score)
 
 
 def _clamp(confidence: float | None) -> float | None:

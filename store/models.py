@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from store.sources import SourceRef
 from store.types import UTCDateTime, utcnow
 
 # Named constraints let migrations drop and alter them on every backend.
@@ -237,7 +238,7 @@ class Citation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
     doc_id: Mapped[str] = mapped_column(String(256), index=True)
-    version: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
     chunk_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str | None] = mapped_column(String(512))
     section: Mapped[str | None] = mapped_column(String(1024))
@@ -252,6 +253,36 @@ class Citation(Base):
     audience: Mapped[str | None] = mapped_column(String(256))
 
     answer: Mapped[Answer] = relationship(back_populates="citations")
+
+    @classmethod
+    def of(cls, source: SourceRef, *, chunk_id: str, score: float, rank: int) -> Citation:
+        return cls(
+            doc_id=source.doc_id,
+            version=source.version,
+            title=source.title,
+            section=source.section,
+            effective_from=source.effective_from,
+            url=source.url,
+            audience=source.audience,
+            chunk_id=chunk_id,
+            score=score,
+            rank=rank,
+        )
+
+    @property
+    def cited(self) -> SourceRef | None:
+        """The source as it was cited; None for a citation stored before its date was kept."""
+        if self.effective_from is None:
+            return None
+        return SourceRef(
+            doc_id=self.doc_id,
+            title=self.title or self.doc_id,
+            section=self.section or "",
+            version=self.version,
+            effective_from=self.effective_from,
+            url=self.url,
+            audience=self.audience,
+        )
 
 
 class Feedback(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
@@ -32,6 +32,7 @@ from store.models import (
     ModelVersionStatus,
     SlackEvent,
 )
+from store.sources import SourceRef
 from store.types import utcnow
 
 
@@ -39,15 +40,9 @@ from store.types import utcnow
 class CitationRecord:
     """A source the answer relied on, as retrieval reported it."""
 
-    doc_id: str
-    version: str
+    source: SourceRef
     chunk_id: str
     score: float
-    title: str | None = None
-    section: str | None = None
-    effective_from: date | None = None
-    url: str | None = None
-    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -349,17 +344,8 @@ def record_answer(session: Session, conversation: Conversation, record: AnswerRe
         quote=None if record.quote is None else dict(record.quote),
         verified_answer_id=record.verified_answer_id,
         citations=[
-            Citation(
-                doc_id=citation.doc_id,
-                version=citation.version,
-                chunk_id=citation.chunk_id,
-                title=citation.title,
-                section=citation.section,
-                effective_from=citation.effective_from,
-                url=citation.url,
-                audience=citation.audience,
-                score=citation.score,
-                rank=rank,
+            Citation.of(
+                citation.source, chunk_id=citation.chunk_id, score=citation.score, rank=rank
             )
             for rank, citation in enumerate(record.citations, start=1)
         ],

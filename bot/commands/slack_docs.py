@@ -54,6 +54,7 @@ NOW = datetime(2026, 6, 3, 14, 30, tzinfo=UTC)
 BOT_USER_ID = "U0DISPATCHBOT"
 
 LOAD_APPROVAL = SourceRef(
+    doc_id="load-approval-thresholds",
     title="Load Approval Thresholds",
     section="Load Approval Thresholds > Approval by weight",
     version=3,
@@ -61,6 +62,7 @@ LOAD_APPROVAL = SourceRef(
     url="https://intranet.northwind.example/policies/load-approval",
 )
 HAZMAT = SourceRef(
+    doc_id="hazardous-materials-handling",
     title="Hazardous Materials Handling",
     section="Hazardous Materials Handling > Who may dispatch hazmat",
     version=2,

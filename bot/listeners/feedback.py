@@ -22,7 +22,7 @@ from bot.blocks import (
     parse_feedback_value,
     reason_ack_text,
 )
-from bot.escalation import Handoff
+from bot.escalation import Escalations
 from bot.listeners.actions import ButtonClick
 from bot.listeners.registry import Listeners
 from bot.middleware import REQUEST_ID
@@ -107,7 +107,7 @@ def _escalate_repeated_downvotes(services: Services, client: WebClient, click: B
         conversation_id = session.get_one(Answer, click.answer_id).message.conversation_id
         downvotes = repository.downvotes_in_thread(session, conversation_id)
     if downvotes >= REPEATED_DOWNVOTES:
-        Handoff(client, services).escalate(
+        Escalations(client, services).escalate(
             conversation_id,
             trigger=EscalationTrigger.SECOND_DOWNVOTE,
             asker_id=click.user_id,

@@ -18,14 +18,13 @@ from bot.blocks import (
     CreditRef,
     QuoteRef,
     SlackMessage,
-    SourceRef,
     answer_messages,
     error_message,
     section_block,
 )
 from bot.channels import ChannelPolicy
 from bot.dedupe import first_delivery
-from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
+from bot.escalation import ALREADY_WITH_PEOPLE, Escalations
 from bot.incoming import Question, question_from_event
 from bot.listeners.registry import Listeners
 from bot.middleware import REQUEST_ID, new_request_id
@@ -35,7 +34,6 @@ from bot.replies import AgentReply, PlaceholderReply, Reply, ReplyTarget
 from bot.services import Services
 from bot.spool import QuestionSpool, SpooledQuestion
 from bot.steps import checked_step
-from retrieval.search import SearchResult
 from serving.assistant import (
     AssistantAnswer,
     QuestionNotRecorded,
@@ -291,11 +289,11 @@ def answer_question(
       will be answered when the store is back.
     """
     request_id = str(context.get(REQUEST_ID) or new_request_id())
-    handoff = Handoff(client, services)
+    escalations = Escalations(client, services)
     try:
         if rules.asks_for_a_person(question.text):
             recorded = _record_question(services, question)
-            escalated = handoff.escalate(
+            escalated = escalations.escalate(
                 recorded.conversation_id,
                 trigger=EscalationTrigger.ASKED,
                 asker_id=question.user_id,
@@ -306,7 +304,7 @@ def answer_question(
             return
         sensitive = rules.sensitive_term(question.text) is not None
         if sensitive:
-            handoff.tell_thread_help_is_coming(
+            escalations.tell_thread_help_is_coming(
                 question.channel_id, question.thread_ts, question.user_id, EscalationPriority.HIGH
             )
     except QuestionNotRecorded:
@@ -325,7 +323,7 @@ def answer_question(
     if answer is None or not (sensitive or answer.needs_human):
         return
     try:
-        handoff.escalate(
+        escalations.escalate(
             answer.conversation_id,
             trigger=EscalationTrigger.SENSITIVE if sensitive else EscalationTrigger.WEAK_EVIDENCE,
             priority=EscalationPriority.HIGH if sensitive else EscalationPriority.NORMAL,
@@ -466,7 +464,7 @@ def _answer_into(
         )
         for event in stream.events():
             if isinstance(event, SourcesFound):
-                reply.step(event, [source_ref(result) for result in event.results])
+                reply.step(event, [result.cited() for result in event.results])
                 continue
             if not shown:
                 metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
@@ -475,7 +473,7 @@ def _answer_into(
         answer = stream.result
         if not shown:  # nothing passed its checks while streaming: the final text is the first
             metrics.ANSWER_SECONDS.labels("first_text").observe(time.perf_counter() - started)
-        sources = [source_ref(result) for result in answer.citations]
+        sources = [result.cited() for result in answer.citations]
         quote = quote_ref(answer.quote, answer.declined) if answer.quote is not None else None
         credit = CreditRef(answer.credit.author, answer.credit.day) if answer.credit else None
         messages = answer_messages(answer.text, sources, answer.answer_id, quote, credit)
@@ -515,21 +513,11 @@ def _poster(client: WebClient, question: Question) -> Callable[[SlackMessage], o
     return post
 
 
-def source_ref(result: SearchResult) -> SourceRef:
-    return SourceRef(
-        title=result.title,
-        section=result.section,
-        version=result.version,
-        effective_from=result.effective_from,
-        url=result.url,
-    )
-
-
 def quote_ref(passage: Passage, closest_only: bool) -> QuoteRef:
     return QuoteRef(
         markdown=passage.markdown,
         is_table=passage.kind is BlockKind.TABLE,
-        source=source_ref(passage.source),
+        source=passage.source.cited(),
         closest_only=closest_only,
     )
 

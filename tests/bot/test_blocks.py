@@ -38,6 +38,7 @@ from bot.blocks import (
 from bot.mrkdwn import escape, to_mrkdwn
 
 APPROVALS = SourceRef(
+    doc_id="load-approval-thresholds",
     title="Load Approval Thresholds",
     section="Load Approval Thresholds > Approval by weight > Over 26,000 lb",
     version=3,
@@ -45,6 +46,7 @@ APPROVALS = SourceRef(
     url="https://wiki.example.com/policies/load?v=3&lang=en",
 )
 SLAS = SourceRef(
+    doc_id="service-slas-escalation",
     title="Service SLAs & <Escalation>",
     section="Service SLAs & <Escalation>",
     version=2,

@@ -26,7 +26,7 @@ from bot.escalation_blocks import (
     VerifiedDraft,
     claimed_notice,
     escalation_card,
-    handoff_notice,
+    escalation_notice,
     moved_card_notice,
     parse_resolution,
     resolution_post,
@@ -37,6 +37,7 @@ from bot.mrkdwn import to_mrkdwn
 HUGE = " ".join(f"word{n} <!channel> & more" for n in range(1_400))  # about 30,000 characters
 
 APPROVALS = SourceRef(
+    doc_id="load-approval-thresholds",
     title="Load Approval Thresholds",
     section="Load Approval Thresholds > Approval by weight > Over 26,000 lb",
     version=3,
@@ -44,6 +45,7 @@ APPROVALS = SourceRef(
     url="https://wiki.example.com/policies/load?v=3&lang=en",
 )
 SLAS = SourceRef(
+    doc_id="service-slas",
     title="Service SLAs",
     section="Service SLAs",
     version=2,
@@ -52,6 +54,7 @@ SLAS = SourceRef(
 # As many sources as blocks.py will list, each with a long address: the most they can take.
 MANY_SOURCES = tuple(
     SourceRef(
+        doc_id="t",
         title="T" * 200,
         section="T" * 200 + " > " + "S" * 200,
         version=n,
@@ -320,11 +323,11 @@ def test_the_moved_card_is_a_short_pointer_without_buttons_or_pings() -> None:
     assert len(shown(message)) < 1_000
 
 
-def test_the_handoff_notice_puts_the_safety_note_first() -> None:
+def test_the_escalation_notice_puts_the_safety_note_first() -> None:
     note = ":rotating_light: If anyone is hurt or in danger, call 911 first."
 
-    sensitive = handoff_notice("U1ASKER", safety_note=note, priority="high")
-    plain = handoff_notice("U1ASKER")
+    sensitive = escalation_notice("U1ASKER", safety_note=note, priority="high")
+    plain = escalation_notice("U1ASKER")
 
     assert sensitive.startswith(note + "\n\n")
     assert "<@U1ASKER>" in sensitive
@@ -334,7 +337,7 @@ def test_the_handoff_notice_puts_the_safety_note_first() -> None:
     assert "urgent" not in plain
     assert "thread" in plain
     with pytest.raises(ValueError, match="priority"):
-        handoff_notice("U1ASKER", priority="urgent")
+        escalation_notice("U1ASKER", priority="urgent")
 
 
 def test_the_claimed_notice_names_who_is_on_it() -> None:

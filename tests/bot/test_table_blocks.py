@@ -25,6 +25,7 @@ from bot.blocks import (
 from bot.mrkdwn import MarkdownTable, split_tables, to_mrkdwn
 
 APPROVALS = SourceRef(
+    doc_id="load-approval-thresholds",
     title="Load Approval Thresholds",
     section="Load Approval Thresholds > Approval by weight",
     version=3,

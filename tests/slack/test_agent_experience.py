@@ -229,7 +229,9 @@ def test_fifty_answers_in_flight_stay_within_slacks_rate_tiers() -> None:
         client = WebClient(token="xoxb-test", base_url=slack.api_url)
         support, pacing = StreamingSupport(), SlackPacing()
         found = SourcesFound(results=(), covered=True)
-        source = SourceRef("Load Approval Thresholds", "Approval by weight", 3, date(2026, 3, 1))
+        source = SourceRef(
+            "load-approval", "Load Approval Thresholds", "Approval by weight", 3, date(2026, 3, 1)
+        )
 
         def answer(number: int) -> None:
             target = ReplyTarget(client, TEAM_ID, "C0DISPATCH", "channel", f"1.{number}", "U0A")

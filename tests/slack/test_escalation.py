@@ -228,7 +228,7 @@ def test_a_second_downvote_in_the_thread_escalates(start_bot: StartBot) -> None:
     press(bot, FEEDBACK_DOWN, answer_id.removeprefix("answer:"), user="U0ALICE", **vote)
     bot.slack.wait_for("views.open")
     bot.wait_idle()
-    assert escalations(bot) == []  # one 👎 is feedback, not yet a handoff
+    assert escalations(bot) == []  # one 👎 is feedback, not yet an escalation
 
     press(bot, FEEDBACK_DOWN, answer_id.removeprefix("answer:"), user="U0BOB", **vote)
 

@@ -42,7 +42,7 @@ def test_the_manifest_subscribes_to_every_trigger_and_grants_every_call() -> Non
 
 def test_every_event_a_listener_handles_is_subscribed_and_no_other() -> None:
     source = "\n".join(path.read_text() for path in sorted(LISTENERS.glob("*.py")))
-    handled = set(re.findall(r"app\.event\(\"([a-z_]+)\"\)", source))
+    handled = set(re.findall(r"listeners\.event\(\s*\"([a-z_]+)\"", source))
     bot_events = yaml.safe_load(MANIFEST.read_text())["settings"]["event_subscriptions"]
     # `message.channels`, `message.im`, ... all reach the one `message` listener.
     subscribed = {event.split(".")[0] for event in bot_events["bot_events"]}

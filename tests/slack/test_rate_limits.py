@@ -108,7 +108,7 @@ def test_a_person_over_the_limit_waits_and_the_limit_holds_across_replicas(
     assert limit_reached(one.database, limits, asked, now=later) is None
 
 
-def test_a_busy_channel_over_its_limit_waits_but_direct_messages_and_handoffs_go_on(
+def test_a_busy_channel_over_its_limit_waits_but_direct_messages_and_escalations_go_on(
     start_bot: StartBot, model: CannedChatServer
 ) -> None:
     bot = start_bot(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from store.models import (
     ModelVersion,
 )
 from store.repository import AnswerRecord, CitationRecord
+from store.sources import SourceRef
 
 THREAD = {"team_id": "T1", "channel_id": "C1", "thread_ts": "1732460000.000100"}
 
@@ -43,14 +44,21 @@ def _answer_record(**overrides: object) -> AnswerRecord:
         "confidence": 0.74,
         "citations": (
             CitationRecord(
-                doc_id="load-approval",
-                version="3",
+                SourceRef(
+                    doc_id="load-approval",
+                    title="Load Approval Thresholds",
+                    section="Load Approval Thresholds > Approval by weight",
+                    version=3,
+                    effective_from=date(2026, 3, 1),
+                ),
                 chunk_id="c-1",
                 score=0.82,
-                title="Load Approval Thresholds",
-                section="Load Approval Thresholds > Approval by weight",
             ),
-            CitationRecord(doc_id="hazmat", version="1", chunk_id="c-9", score=0.41),
+            CitationRecord(
+                SourceRef("hazmat", "Hazmat", "Hazmat", 1, date(2026, 1, 15)),
+                chunk_id="c-9",
+                score=0.41,
+            ),
         ),
     }
     values.update(overrides)
@@ -135,8 +143,8 @@ def test_answer_with_citations_round_trips(database: Database) -> None:
         assert answer.message.role == MessageRole.ASSISTANT
         assert answer.message.text.startswith("Loads over 26,000 lb")
         assert [(c.rank, c.doc_id, c.version) for c in answer.citations] == [
-            (1, "load-approval", "3"),
-            (2, "hazmat", "1"),
+            (1, "load-approval", 3),
+            (2, "hazmat", 1),
         ]
         assert answer.citations[0].section == "Load Approval Thresholds > Approval by weight"
         history = [m.role for m in answer.message.conversation.messages]

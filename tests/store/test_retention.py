@@ -80,7 +80,7 @@ def _add_thread(
             created_at=started_at + MINUTE,
             citations=[
                 Citation(
-                    doc_id="load-approval", version="3", chunk_id=f"c-{rank}", score=0.8, rank=rank
+                    doc_id="load-approval", version=3, chunk_id=f"c-{rank}", score=0.8, rank=rank
                 )
                 for rank in (1, 2)
             ],

@@ -10,7 +10,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.blocks import ASK_PERSON
-from bot.escalation import ALREADY_WITH_PEOPLE, Handoff
+from bot.escalation import ALREADY_WITH_PEOPLE, Escalations
 from bot.escalation_blocks import (
     ESCALATION_CLAIM,
     ESCALATION_RESOLVE,
@@ -37,7 +37,7 @@ def register(listeners: Listeners, services: Services) -> None:
             if answer is None:
                 raise NotOnRecord("that answer is no longer on record")
             conversation_id = answer.message.conversation_id
-        escalated = Handoff(client, services).escalate(
+        escalated = Escalations(client, services).escalate(
             conversation_id,
             trigger=EscalationTrigger.BUTTON,
             asker_id=click.user_id,
@@ -51,13 +51,13 @@ def register(listeners: Listeners, services: Services) -> None:
     def claim(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         # Someone else's claim, or a resolved escalation, is refused (EscalationStateError)
         # and the clicker told why.
-        Handoff(client, services).claim(int(action["value"]), str(body["user"]["id"]))
+        Escalations(client, services).claim(int(action["value"]), str(body["user"]["id"]))
 
     def open_resolution(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         escalation_id = int(action["value"])
-        handoff = Handoff(client, services)
-        prefill = handoff.prefill_for(escalation_id, str(body["user"]["id"]))
-        view = resolve_modal(escalation_id, prefill, handoff.verified_choice(escalation_id))
+        escalations = Escalations(client, services)
+        prefill = escalations.prefill_for(escalation_id, str(body["user"]["id"]))
+        view = resolve_modal(escalation_id, prefill, escalations.verified_choice(escalation_id))
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     def check_resolution(ack: Ack, view: dict[str, Any]) -> None:
@@ -71,7 +71,7 @@ def register(listeners: Listeners, services: Services) -> None:
 
     def resolve(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         resolution = parse_resolution(view)
-        Handoff(client, services).resolve(
+        Escalations(client, services).resolve(
             resolution.escalation_id,
             str(body["user"]["id"]),
             resolution.answer,
