@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bot.docgen.markdown import number
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _PACKAGES = (
@@ -88,7 +90,7 @@ def machine() -> dict[str, Any]:
 
 
 def format_table(table: Table) -> str:
-    cells = [[_cell(value) for value in row] for row in table.rows]
+    cells = [[number(value) for value in row] for row in table.rows]
     widths = [
         max([len(column), *(len(row[index]) for row in cells)])
         for index, column in enumerate(table.columns)
@@ -117,7 +119,7 @@ def print_result(result: BenchResult) -> None:
     if result.findings:
         print()
         for key, value in result.findings.items():
-            print(f"{key}: {_cell(value)}")
+            print(f"{key}: {number(value)}")
     for note in result.notes:
         print(f"note: {note}")
 
@@ -153,20 +155,6 @@ def write_result(result: BenchResult, started_at: float, directory: Path = RESUL
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, NaN when the denominator is zero or missing."""
     return numerator / denominator if denominator else math.nan
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        return f"{value:.3g}" if value else "0"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
 
 
 def _numeric(text: str) -> bool:
