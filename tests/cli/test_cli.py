@@ -92,6 +92,7 @@ def test_db_upgrade_creates_the_store_on_a_fresh_machine(
     assert all(count == 0 for count in report["rows"].values())
 
 
+@pytest.mark.slow  # a child process
 def test_unreachable_database_is_a_clear_error(
     operator_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_unreachable_database_is_a_clear_error(
     assert ":pw@" not in result.stderr
 
 
+@pytest.mark.slow  # a child process
 def test_config_shows_settings_without_secrets(
     operator_env: dict[str, str], tmp_path: Path
 ) -> None:

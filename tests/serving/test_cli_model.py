@@ -103,6 +103,7 @@ def test_serve_is_idempotent_status_reports_and_stop_stops(operator_env: dict[st
     assert "not running" in dispatchbot("model", "stop", env=operator_env).stdout
 
 
+@pytest.mark.slow  # a child process
 def test_a_stale_pid_file_is_noticed_and_removed(operator_env: dict[str, str]) -> None:
     pid_file = Path(operator_env["DISPATCHBOT_DATA_DIR"]) / "run" / "vllm.pid"
     pid_file.parent.mkdir(parents=True)
@@ -126,6 +127,7 @@ def test_a_stale_pid_file_is_noticed_and_removed(operator_env: dict[str, str]) -
     assert not pid_file.exists()
 
 
+@pytest.mark.slow  # a child process
 def test_serve_refuses_a_port_another_program_holds(operator_env: dict[str, str]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", 0))
