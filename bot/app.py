@@ -91,9 +91,7 @@ class ContextCopyingExecutor(ThreadPoolExecutor):
     """Runs each task in a copy of the submitting thread's context, so a listener's log
     records carry the request id the middleware set (bot/logs.py)."""
 
-    def submit(  # type: ignore[override]
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> Future[_T]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         context = contextvars.copy_context()
         runner: Callable[..., Any] = context.run
         return super().submit(runner, fn, *args, **kwargs)

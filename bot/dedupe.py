@@ -27,7 +27,8 @@ def first_delivery(database: Database, request: BoltRequest) -> bool:
     event_id = body.get("event_id") if body.get("type") == "event_callback" else None
     if not isinstance(event_id, str):
         return True
-    retry = (request.headers.get("x-slack-retry-num") or [None])[0]
+    retries = request.headers.get("x-slack-retry-num")
+    retry = retries[0] if retries else None
     try:
         with database.transaction() as session:
             first = repository.claim_event(session, event_id)

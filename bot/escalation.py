@@ -277,9 +277,10 @@ class Escalations:
         )
         with self._services.database.transaction() as session:
             repository.set_escalation_card(session, escalation_id, channel=channel, ts=posted["ts"])
-        if reminder and previous[1]:
+        old_channel, old_ts = previous
+        if reminder and old_channel and old_ts:  # set together, by set_escalation_card
             try:
-                self._edit(previous[0], previous[1], moved_card_notice(card))
+                self._edit(old_channel, old_ts, moved_card_notice(card))
             except Exception:  # the new card is up; the old one just does not point at it
                 logger.warning("could not mark an escalation's earlier card", exc_info=True)
 
@@ -294,7 +295,7 @@ class Escalations:
             where = (escalation.card_channel, escalation.card_ts)
         self._edit(where[0], where[1], escalation_card(card))
 
-    def _edit(self, channel: str | None, ts: str, message: SlackMessage) -> None:
+    def _edit(self, channel: str, ts: str, message: SlackMessage) -> None:
         self._client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
 
     def _card(

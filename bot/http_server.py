@@ -86,6 +86,7 @@ class SlackHTTPServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str), "an IP socket's address has its host as text"
         return f"http://{host}:{port}"
 
 
@@ -204,6 +205,7 @@ class _SlackRequestHandler(BaseHTTPRequestHandler):
         here or in its listener matchers (a 500). Nothing has been done with the request
         yet, so refusing it is free of side effects, signed or not.
         """
+        problem: str | None
         try:
             request = BoltRequest(body=body, query=query, headers=dict(self.headers.items()))
         except (ValueError, TypeError, AttributeError, LookupError) as error:

@@ -16,7 +16,7 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TextIO
 
 from serving.redaction import redact
 
@@ -83,10 +83,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def log_handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
+def log_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:
     """A stderr handler (or one on `stream`) in `log_format`, stamping request ids and
     redacting personal data."""
-    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream)
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(

@@ -295,4 +295,4 @@ class _Combined:
 
 def render(*extra: Collector) -> bytes:
     """The process's metrics and those of `extra` collectors, in Prometheus' text format."""
-    return generate_latest(_Combined((REGISTRY, *extra)))  # type: ignore[arg-type]
+    return generate_latest(_Combined((REGISTRY, *extra)))

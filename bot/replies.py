@@ -205,6 +205,7 @@ class PlaceholderReply:
         self._ts = self._target.post(message, patient=True)["ts"]
 
     def _edit(self, message: SlackMessage) -> Any:
+        assert self._ts is not None, "only a posted placeholder is edited"
         return self._target.client.chat_update(
             channel=self._target.channel_id, ts=self._ts, text=message.text, blocks=message.blocks
         )
@@ -342,21 +343,24 @@ class AgentReply:
             self._streamed = markdown
 
     def _append(self, chunks: list[dict[str, Any]]) -> bool:
-        target = self._target
+        target, ts = self._target, self._ts
+        assert ts is not None, "only an open stream is appended to"
         response = self._attempt(
             APPEND_STREAM,
             lambda: target.client.chat_appendStream(
-                channel=target.channel_id, ts=self._ts, chunks=chunks
+                channel=target.channel_id, ts=ts, chunks=chunks
             ),
         )
         return response is not None
 
     def _stop(self, *, chunks: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> bool:
-        target = self._target
+        target, ts = self._target, self._ts
+        if ts is None:  # the stream never started (Slack failed to): the caller posts instead
+            return False
         response = self._attempt(
             "chat.stopStream",
             lambda: target.client.chat_stopStream(
-                channel=target.channel_id, ts=self._ts, chunks=chunks or None, blocks=blocks
+                channel=target.channel_id, ts=ts, chunks=chunks or None, blocks=blocks
             ),
         )
         return response is not None

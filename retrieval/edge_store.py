@@ -37,6 +37,7 @@ from retrieval.store import (
     StoreShape,
     StoreStats,
     Where,
+    is_dense,
 )
 
 _UPSERT_BATCH = 512
@@ -141,10 +142,13 @@ class EdgeStore:
     def export(self) -> Iterator[StorePoint]:
         for record in self._scroll(Where(), True, with_vector=True):
             vectors = record.vector if isinstance(record.vector, dict) else {}
-            sparse = vectors[SPARSE_VECTOR]
+            dense, sparse = vectors[DENSE_VECTOR], vectors[SPARSE_VECTOR]
+            # Every point is written with one dense and one sparse vector (upsert).
+            assert is_dense(dense), record.id
+            assert isinstance(sparse, edge.SparseVector), record.id
             yield StorePoint(
                 id=str(record.id),
-                dense=list(vectors[DENSE_VECTOR]),
+                dense=list(dense),
                 sparse=SparseVector(tuple(sparse.indices), tuple(sparse.values)),
                 payload=record.payload or {},
             )
@@ -194,11 +198,15 @@ class EdgeStore:
             prefetches.append(
                 edge.Prefetch(limit=prefetch, query=_nearest(sparse), filter=candidates)
             )
+        fusion = edge.Fusion.Rrf(k=RRF_K)
+        # Rrf is a Fusion, as the query wants; qdrant_edge's stub declares it inside Fusion
+        # without the base class, which this check gives back to the type checker.
+        assert isinstance(fusion, edge.Fusion)
         points = self._opened().query(
             edge.QueryRequest(
                 limit=limit,
                 prefetches=prefetches,
-                query=edge.Fusion.Rrf(k=RRF_K),
+                query=fusion,
                 filter=candidates,
                 with_payload=True,
                 with_vector=[DENSE_VECTOR],
@@ -317,5 +325,5 @@ def _hit(point: edge.ScoredPoint) -> Hit:
         id=str(point.id),
         score=point.score,
         payload=point.payload or {},
-        dense=list(dense) if isinstance(dense, list) else None,
+        dense=list(dense) if is_dense(dense) else None,
     )

@@ -50,8 +50,11 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """Most text tokens one input may have before the model truncates it."""
+        limit = self._model.max_seq_length
+        if limit is None:
+            raise RetrievalError(f"embedding model {self.name!r} does not declare its input limit")
         # The model's limit counts the [CLS] and [SEP] tokens it adds around the text.
-        return int(self._model.max_seq_length) - 2
+        return int(limit) - 2
 
     def count_tokens(self, text: str) -> int:
         # verbose=False: counting a long section is fine, it is not fed to the model.

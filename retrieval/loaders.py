@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from html.parser import HTMLParser
 from pathlib import Path
@@ -406,7 +406,7 @@ def _load_pdf(path: Path, data: bytes) -> Document:
         if reader.is_encrypted:
             reader.decrypt("")
         lines = [line for page in reader.pages for line in _pdf_lines(page)]
-        info = reader.metadata or {}
+        info: Mapping[str, Any] = reader.metadata or {}
     except FileNotDecryptedError as error:
         raise ValueError(
             "the PDF is encrypted; save an unencrypted copy and ingest that"

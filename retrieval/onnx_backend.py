@@ -82,7 +82,9 @@ def use_onnx(model: SentenceTransformer, name: str, backend: str, cache_dir: Pat
     transformer = _text_transformer(model, name, backend)
     config = transformer.model.config
     folder = _ensure_export(model, transformer, name, backend, cache_dir)
-    transformer.model = OnnxTransformer(_session(folder / ONNX_FILE), config)
+    # torch's submodule swap: sentence-transformers types the attribute as a Hugging Face
+    # PreTrainedModel, but calls it only as a Module, which OnnxTransformer is.
+    transformer.set_submodule("model", OnnxTransformer(_session(folder / ONNX_FILE), config))
 
 
 def export_folder(cache_dir: Path, name: str, backend: str) -> Path:
@@ -202,8 +204,10 @@ def _is_current(folder: Path, manifest: dict[str, Any]) -> bool:
 def _export_fp32(transformer: Transformer, target: Path, name: str) -> None:
     hf_model = transformer.model.eval()
     accepted = inspect.signature(hf_model.forward).parameters
-    names = [key for key in transformer.tokenizer.model_input_names if key in accepted]
-    sample = transformer.tokenizer(list(_TRACE_TEXTS), padding=True, return_tensors="pt")
+    tokenizer = transformer.tokenizer
+    assert tokenizer is not None, "_text_transformer takes only models with a tokenizer"
+    names = [key for key in tokenizer.model_input_names if key in accepted]
+    sample = tokenizer(list(_TRACE_TEXTS), padding=True, return_tensors="pt")
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence", max=transformer.max_seq_length)
     try:
@@ -217,6 +221,7 @@ def _export_fp32(transformer: Transformer, target: Path, name: str) -> None:
                 dynamo=True,
                 verbose=False,
             )
+            assert program is not None, "dynamo=True returns the ONNX program"
             program.save(str(target))
     except Exception as error:
         # torch.export fails in many ways on a model it cannot trace (unsupported operators,
@@ -265,7 +270,7 @@ def _check_export(
     texts = list(_CHECK_TEXTS)
     expected = model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
     torch_model = transformer.model
-    transformer.model = OnnxTransformer(_session(path), torch_model.config)
+    transformer.set_submodule("model", OnnxTransformer(_session(path), torch_model.config))
     try:
         found = model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
     finally:

@@ -47,6 +47,7 @@ class ChunkPayload(BaseModel):
     index_signature: str  # embedding model and chunk settings the chunks were built with
     ingested_at: datetime
 
+    # mypy does not take a decorator over a property; pydantic documents this stacking.
     @computed_field  # type: ignore[prop-decorator]
     @property
     def doc_key(self) -> str:

@@ -29,6 +29,7 @@ from retrieval.store import (
     StoreShape,
     StoreStats,
     Where,
+    is_dense,
 )
 
 EMBEDDING_MODEL_KEY = "embedding_model"  # in the collection's metadata
@@ -149,11 +150,11 @@ class ServerStore:
             vectors = point.vector if isinstance(point.vector, dict) else {}
             sparse = vectors.get(SPARSE_VECTOR)
             dense = vectors.get(DENSE_VECTOR)
-            assert isinstance(dense, list)
+            assert is_dense(dense)
             assert isinstance(sparse, models.SparseVector)
             yield StorePoint(
                 id=str(point.id),
-                dense=[float(value) for value in dense],  # type: ignore[arg-type]
+                dense=[float(value) for value in dense],
                 sparse=SparseVector(tuple(sparse.indices), tuple(sparse.values)),
                 payload=point.payload or {},
             )
@@ -259,5 +260,5 @@ def _hit(point: models.ScoredPoint) -> Hit:
         id=str(point.id),
         score=point.score,
         payload=point.payload or {},
-        dense=dense if isinstance(dense, list) else None,  # type: ignore[arg-type]
+        dense=dense if is_dense(dense) else None,
     )

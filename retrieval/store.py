@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "sparse"
@@ -239,6 +239,12 @@ class PolicyStore(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+def is_dense(vector: object) -> TypeGuard[list[float]]:
+    """Whether a vector read back from Qdrant is one dense vector (not sparse, not a
+    multivector): Qdrant types a point's vectors as any of these."""
+    return isinstance(vector, list) and not (vector and isinstance(vector[0], list))
 
 
 def day_number(day: date) -> int:

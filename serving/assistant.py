@@ -312,8 +312,8 @@ class Assistant:
             text, cited = keep_cited_sources(gate.released, prompt.sources)
             # A person's answer informed it; the citations name policy only.
             cited = [source for source in cited if not is_verified_source(source)]
-            asked = [question, *(t.text for t in turn.history if t.role == "user")]
-            verification = self._check_whole(asked, text, passage, verification)
+            thread_questions = [question, *(t.text for t in turn.history if t.role == "user")]
+            verification = self._check_whole(thread_questions, text, passage, verification)
         if verification.outcome is Outcome.SYSTEM_PROMPT:
             # Logged without the text: it may hold the rules, or the question's personal data.
             logger.warning(

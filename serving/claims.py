@@ -355,7 +355,7 @@ def normalise_for_matching(text: str) -> str:
     "2026 03 01"), number words as digits; hyphens between words are spaces.
     """
     scan = _scan(text)
-    pieces = []
+    pieces: list[str] = []
     position = 0
     for index, found in enumerate(scan.founds):
         if found.role is _Role.IMPLIED:
@@ -425,7 +425,7 @@ def _spaces(match: re.Match[str]) -> str:
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     """`text` with each span replaced by as many spaces, so offsets stay where they were."""
-    pieces = []
+    pieces: list[str] = []
     position = 0
     for start, end in spans:
         pieces.extend((text[position:start], " " * (end - start)))

@@ -23,7 +23,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The weights are dense now, but the model still claims to be GGUF-quantized and
     # save_pretrained refuses ("not serializable") until that claim is dropped.
-    model.hf_quantizer = None
+    # transformers sets hf_quantizer on the model without declaring it, so the type checker
+    # sees torch's Module.__setattr__, typed for tensors and modules only.
+    model.hf_quantizer = None  # type: ignore[assignment]
     del model.config.quantization_config
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +203,9 @@ class ModelClient:
             usage = None
             finish_reason: str | None = None
             chunks = self._chat(endpoint).stream(messages, model=route.served_model)
+            # stream() is a generator function, typed as returning an Iterator; a generator
+            # can be closed when the answer is stopped.
+            assert isinstance(chunks, Generator)
             try:
                 for chunk in chunks:
                     if chunk.text:

@@ -113,6 +113,7 @@ class PairedComparison(BaseModel):
     needed: int | None
     passed: bool
 
+    # mypy does not take a decorator over a property; pydantic documents this stacking.
     @computed_field  # type: ignore[prop-decorator]
     @property
     def margin(self) -> int:

@@ -288,7 +288,7 @@ def _passage(
             break
         picked.setdefault(unit.block, set()).add(unit.index)
         size += len(unit.text)
-    kept = []
+    kept: list[Block] = []
     for number in sorted(picked):
         block = blocks[number]
         indexes = picked[number]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 SYSTEM_PROMPT = """\
 You are dispatchbot, the field-operations assistant of the company. Dispatchers, drivers and \
@@ -67,12 +67,16 @@ class HistoryTurn:
     text: str
 
 
+# Generic, so a caller gets back its own kind of source (a search result, with its score).
+SourceT = TypeVar("SourceT", bound=PromptSource)
+
+
 @dataclass(frozen=True)
-class Prompt:
+class Prompt(Generic[SourceT]):
     """The chat messages as sent, and which sources made it in (numbered from 1)."""
 
     messages: list[dict[str, str]]
-    sources: list[PromptSource]
+    sources: list[SourceT]
     history_turns_kept: int
     history_turns_dropped: int
     estimated_tokens: int
@@ -96,13 +100,13 @@ def approximate_token_count(text: str) -> int:
 
 def build_prompt(
     question: str,
-    sources: Sequence[PromptSource],
+    sources: Sequence[SourceT],
     history: Sequence[HistoryTurn] = (),
     *,
     context_tokens: int = 2048,
     reserved_for_answer: int = 384,
     count_tokens: TokenCounter = approximate_token_count,
-) -> Prompt:
+) -> Prompt[SourceT]:
     """Assemble the messages, trimming history, then sources, until they fit the budget."""
     budget = context_tokens - reserved_for_answer
     kept_sources = list(sources)

@@ -17,7 +17,7 @@ import random
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -280,10 +280,14 @@ def train_adapter(
     check_base_model(config.base_model)
     resume_from = _prepare_out_dir(config, data)
 
+    from peft import PeftModel
+
     with _quiet_libraries():
         tokenizer, model = _load_base(config.base_model, dtype)
         trainer = _build_trainer(config, data, model, tokenizer, device, dtype, progress)
-        train_rows = len(trainer.train_dataset)
+        dataset = trainer.train_dataset
+        assert isinstance(dataset, Sized), "_build_trainer gives it a datasets.Dataset"
+        train_rows = len(dataset)
         if train_rows == 0:
             raise TrainingError(
                 f"every {config.method.value.upper()} row is longer than --max-seq-len "
@@ -292,7 +296,11 @@ def train_adapter(
         started = time.monotonic()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.monotonic() - started
-        trainer.model.save_pretrained(config.out_dir)
+        adapter = trainer.model
+        # With a LoRA config the trainer wraps the base model in a PeftModel, which saves
+        # the adapter alone.
+        assert isinstance(adapter, PeftModel), type(adapter).__name__
+        adapter.save_pretrained(str(config.out_dir))
 
     state = trainer.state
     curve = [

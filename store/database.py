@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -30,6 +30,14 @@ class Database:
 
     def display_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+def changed_rows(result: object) -> int:
+    """How many rows the UPDATE or DELETE that gave `result` changed."""
+    # Session.execute is typed to return a plain Result whatever it runs; for an UPDATE or
+    # DELETE it is a CursorResult, the only kind that has a rowcount.
+    assert isinstance(result, CursorResult), f"not an UPDATE or DELETE result: {result!r}"
+    return result.rowcount
 
 
 def _create_engine(url: URL) -> Engine:

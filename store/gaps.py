@@ -112,16 +112,16 @@ def coverage_gaps(
     zone = _zone_of(since)
     questions = uncovered_questions(session, since, until)
     vectors = _embedded(questions, _active_verified_questions(session), embed, threshold)
-    by_week: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for index, question in enumerate(questions):
-        if vectors[index] is not None:
+    by_week: dict[tuple[int, int], list[tuple[GapQuestion, list[float]]]] = defaultdict(list)
+    for question, vector in zip(questions, vectors, strict=True):
+        if vector is not None:
             iso = question.asked_at.astimezone(zone).isocalendar()
-            by_week[(iso.year, iso.week)].append(index)
+            by_week[(iso.year, iso.week)].append((question, vector))
     weeks = []
     for (year, week), members in sorted(by_week.items()):
         clusters = cluster_questions(
-            [questions[index] for index in members],
-            [vectors[index] for index in members],  # type: ignore[misc]
+            [question for question, _ in members],
+            [vector for _, vector in members],
             threshold,
         )
         weeks.append(
@@ -152,10 +152,14 @@ def recent_gaps(
     since = datetime.combine(first_day, time(), tzinfo=zone)
     questions = uncovered_questions(session, since, now)
     vectors = _embedded(questions, _active_verified_questions(session), embed, threshold)
-    kept = [index for index, vector in enumerate(vectors) if vector is not None]
+    kept = [
+        (question, vector)
+        for question, vector in zip(questions, vectors, strict=True)
+        if vector is not None
+    ]
     clusters = cluster_questions(
-        [questions[index] for index in kept],
-        [vectors[index] for index in kept],  # type: ignore[misc]
+        [question for question, _ in kept],
+        [vector for _, vector in kept],
         threshold,
     )
     return clusters[:limit]
@@ -293,9 +297,9 @@ def uncovered_questions(
         if trigger == EscalationTrigger.WEAK_EVIDENCE.value or declined:
             gaps.add(question_id)
     for (message_id,) in voted_down:
-        question_id = thread.question_before(message_id)
-        if question_id is not None:
-            gaps.add(question_id)
+        voted_question = thread.question_before(message_id)
+        if voted_question is not None:
+            gaps.add(voted_question)
 
     asked = []
     for question_id in sorted(gaps - covered):

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from store.database import Database
+from store.database import Database, changed_rows
 from store.errors import Refused, Unavailable
 from store.models import JobLock
 from store.types import utcnow
@@ -105,7 +105,7 @@ def acquire_lock(database: Database, name: str, holder: str, ttl: timedelta) -> 
                 .where(JobLock.name == name, JobLock.expires_at <= now)
                 .values(**values)
             )
-        if taken.rowcount == 1:
+        if changed_rows(taken) == 1:
             logger.warning("took over the expired %r lock", name)
             return lock
         try:
@@ -141,7 +141,7 @@ def renew_lock(lock: HeldLock, ttl: timedelta) -> bool:
     expires_at = utcnow() + ttl
     with lock.database.transaction() as session:
         renewed = session.execute(update(JobLock).where(*_ours(lock)).values(expires_at=expires_at))
-    if renewed.rowcount != 1:
+    if changed_rows(renewed) != 1:
         lock.lost = True
         return False
     lock.expires_at = expires_at

@@ -6,15 +6,16 @@ Functions take the caller's session so several writes can share one transaction
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import FromClause, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.database import changed_rows
 from store.errors import NameTaken, NotOnRecord, Refused
 from store.models import (
     Answer,
@@ -64,7 +65,7 @@ class AnswerRecord:
     slack_ts: str | None = None
     citations: Sequence[CitationRecord] = field(default_factory=tuple)
     # Audiences of the documents the prompt drew on; None: unknown, treated as restricted.
-    source_audiences: Sequence[str] | None = None
+    source_audiences: Collection[str] | None = None
     generated_text: str | None = None  # the model's text before verification
     verification: Mapping[str, Any] | None = None
     quote: Mapping[str, Any] | None = None
@@ -238,7 +239,7 @@ def take_reminder(session: Session, escalation_id: int, *, sent_so_far: int) -> 
         .values(reminders_sent=sent_so_far + 1, last_reminded_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return changed_rows(result) == 1
 
 
 def list_escalations(session: Session, status: EscalationStatus | None = None) -> list[Escalation]:
@@ -405,9 +406,12 @@ def record_feedback(
     return feedback
 
 
-def _insert_unless_exists(session: Session, table: Table, values: dict[str, Any]) -> bool:
+def _insert_unless_exists(session: Session, table: FromClause, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on the table's unique keys; True if a row went in."""
+    # A declarative model's __table__ is typed as any FromClause; a mapped class has a Table.
+    assert isinstance(table, Table)
     dialect = session.get_bind().dialect.name
+    statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
     elif dialect == "sqlite":

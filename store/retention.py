@@ -19,12 +19,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import Date, and_, cast, delete, exists, func, literal_column, select
+from sqlalchemy import (
+    Date,
+    Table,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
-from store.database import Database
+from store.database import Database, changed_rows
 from store.models import (
     ActivityDaily,
     Answer,
@@ -297,6 +307,8 @@ def _utc_day(session: Session, column: InstrumentedAttribute[datetime]) -> Colum
 def _add_to_daily_activity(session: Session, activity: dict[ActivityKey, Counter[str]]) -> None:
     """Add the batch's counts to activity_daily: insert the day's row or add to it."""
     table = ActivityDaily.__table__
+    # A declarative model's __table__ is typed as any FromClause; a mapped class has a Table.
+    assert isinstance(table, Table)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     # Keys in one order, so two purges adding to the same days never deadlock.
     for (day, adapter), counts in sorted(activity.items()):
@@ -326,6 +338,7 @@ def _purge_slack_events(
                 .where(SlackEvent.event_id.in_(batch.scalar_subquery()))
                 .execution_options(synchronize_session=False)
             )
-        if result.rowcount == 0:
+        count = changed_rows(result)
+        if count == 0:
             return deleted
-        deleted += result.rowcount
+        deleted += count

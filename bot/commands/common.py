@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-import click
 import typer
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from rich.console import Console
@@ -56,7 +55,9 @@ class ReportingGroup(TyperGroup):
     """The root command group: any of dispatchbot's errors that a command lets through ends
     the run as `fail_with` does, so commands catch only what they add words to."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # Any: newer typer types the context with the click it vendors and does not export,
+    # older typer with click's own.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except DispatchbotError as error:

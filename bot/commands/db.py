@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 
 import typer
@@ -83,7 +84,7 @@ def status(
         raise typer.Exit(1)
 
 
-def _print_status(report: dict[str, object]) -> None:
+def _print_status(report: Mapping[str, object]) -> None:
     state = (
         "[green]current[/]" if report["current"] else "[red]behind: run `dispatchbot db upgrade`[/]"
     )

@@ -178,11 +178,11 @@ def stop(ctx: typer.Context) -> None:
     merged = MergedServing(settings)
     for record in merged.stop(list(merged.running()), drain_timeout_s=0):
         console.print(f"Stopped vLLM of {record.served_model_name} (pid {record.pid}).")
-    record = stop_server(local_pid_file(settings))
-    if record is None:
+    local = stop_server(local_pid_file(settings))
+    if local is None:
         console.print("vLLM is not running.")
         return
-    console.print(f"Stopped vLLM (pid {record.pid}) on {record.base_url}.")
+    console.print(f"Stopped vLLM (pid {local.pid}) on {local.base_url}.")
 
 
 def _duration(seconds: float) -> str:
