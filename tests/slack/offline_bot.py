@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,13 +54,6 @@ class OfflineBot:
     def connect(self, timeout_s: float = 5.0) -> socket.socket:
         """A raw connection to the bot's port, for requests no HTTP client would send."""
         return socket.create_connection(self.address, timeout=timeout_s)
-
-
-def settle(seconds: float = 0.5) -> None:
-    """Give listeners that a request might have started time to reach Slack or the store.
-
-    A guess: OfflineBot.wait_idle() waits exactly as long as the listeners run."""
-    time.sleep(seconds)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from offline_bot import OfflineBot, offline_bot, settle
+from offline_bot import OfflineBot, offline_bot
 from slack_mock import BOT_USER_ID, SIGNING_SECRET, app_home_opened, event_callback
 
 from bot.blocks import ASK_PERSON, FEEDBACK_DOWN, FEEDBACK_REASON_VIEW, FEEDBACK_UP
@@ -160,7 +160,7 @@ def test_random_unsigned_requests_are_refused_and_do_nothing(
         assert [call.method for call in bot.slack.calls] == calls_before
 
     send()
-    settle()
+    bot.wait_idle()
     assert bot.side_effects() == before
 
 
@@ -191,7 +191,7 @@ def test_random_signed_requests_never_get_a_500_and_the_bot_keeps_working(
         statuses.add(response.status_code)
 
     send()
-    settle()
+    bot.wait_idle()
 
     assert statuses >= {200, 400, 404}  # the fuzz reached the listeners, and past them
     assert listener_failures(caplog) == []

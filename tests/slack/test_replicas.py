@@ -257,7 +257,8 @@ def test_two_people_claiming_on_two_replicas_gives_it_to_one(cluster: Cluster) -
 
     at_once(claim(a, "U0DANA"), claim(b, "U0EVAN"))
     refused = cluster.slack.wait_for(
-        "chat.postEphemeral", lambda call: "can't claim" in str(call.args.get("text"))
+        "chat.postEphemeral",
+        lambda call: "couldn't claim that question" in str(call.args.get("text")),
     )
 
     with cluster.database.transaction() as session:
