@@ -46,6 +46,7 @@ postgres:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -84,4 +85,4 @@ bench-verified: install
 
 clean:
 	-test -x $(BIN)/dispatchbot && $(BIN)/dispatchbot model stop
-	rm -rf $(VENV) .venv-vllm var .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-vllm var .pytest_cache .ruff_cache .mypy_cache *.egg-info
