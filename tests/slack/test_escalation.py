@@ -385,8 +385,12 @@ def test_reminders_fire_after_a_restart_and_then_go_to_the_fallback(
 
 def test_the_queue_on_the_command_line(start_bot: StartBot, sqlite_url: str) -> None:
     bot = on_call_bot(start_bot)
-    for text in ("get me a dispatcher about load 1", "talk to a human about load 2"):
+    # One after the other, so the first card is the first escalation's (the list is by id).
+    for count, text in enumerate(
+        ("get me a dispatcher about load 1", "talk to a human about load 2"), start=1
+    ):
         bot.send.event(event_callback(mention(text)))
+        cards(bot, count=count)
     first_card = cards(bot, count=2)[0]
     press_on_card(bot, first_card, ESCALATION_CLAIM, user="U0DISPATCHER")
     bot.slack.wait_for("chat.update", lambda c: c.args["ts"] == first_card.response["ts"])
